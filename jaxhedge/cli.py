@@ -1,0 +1,171 @@
+"""``jaxhedge`` command line. Bad input: one line naming the field and the range, exit 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+MARKET_NAMES = ("gbm", "heston", "merton", "regime")
+AGENT_NAMES = ("delta", "ww", "naked")
+
+
+class BadInput(Exception):
+    """A user error that should end the program with one line and exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise BadInput(f"{self.prog}: {message}")
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo} (got {text!r})")
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo} (got {value})")
+        return value
+    return parse
+
+
+def _float_in(lo: float, hi: float, lo_open=False, hi_open=True):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        ok = value == value and (value > lo if lo_open else value >= lo) and (
+            value < hi if hi_open else value <= hi)
+        if not ok:
+            rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+            raise argparse.ArgumentTypeError(f"must be a number in {rng} (got {text!r})")
+        return value
+    return parse
+
+
+def _add_hedge(sub):
+    p = sub.add_parser("hedge", help="hedge a short option with a classical hedger on a "
+                                     "simulated market and report P&L and risk")
+    p.add_argument("--market", choices=MARKET_NAMES, default="gbm")
+    p.add_argument("--agent", choices=AGENT_NAMES, default="delta")
+    p.add_argument("--paths", type=_int_at_least(1), default=100_000)
+    p.add_argument("--steps", type=_int_at_least(1), default=30)
+    p.add_argument("--cost", type=_float_in(0, 1), default=0.0,
+                   help="proportional cost eps (fraction of traded notional)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--sigma", type=_float_in(0, 10, lo_open=True), default=0.2)
+    p.add_argument("--mu", type=_float_in(-10, 10), default=0.0)
+    p.add_argument("--s0", type=_float_in(0, 1e9, lo_open=True), default=100.0)
+    p.add_argument("--strike", type=_float_in(0, 1e9, lo_open=True), default=None,
+                   help="default: at the money (= s0)")
+    p.add_argument("--maturity", type=_float_in(0, 100, lo_open=True), default=30 / 252,
+                   help="years")
+    p.add_argument("--rate", type=_float_in(-1, 1), default=0.0)
+    p.add_argument("--option", choices=("call", "put"), default="call")
+    p.add_argument("--risk-aversion", type=_float_in(0, 1e9, lo_open=True), default=1.0,
+                   help="Whalley-Wilmott lambda")
+    p.add_argument("--no-unwind-cost", action="store_true",
+                   help="mark the final position to market instead of paying to unwind it")
+    p.add_argument("--x64", action="store_true", help="run in float64")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_cmd_hedge)
+
+
+def _cmd_hedge(args) -> int:
+    import jax
+
+    from jaxhedge import hedge
+    from jaxhedge.report.tables import print_metrics_table
+    from jaxhedge.runinfo import atomic_write_json, run_metadata
+
+    from jaxhedge.env import validate_env_params
+
+    if args.x64:
+        jax.config.update("jax_enable_x64", True)
+    try:
+        env, params = hedge.build(args.market, args.steps, option=args.option, s0=args.s0,
+                                  strike=args.strike, maturity=args.maturity, sigma=args.sigma,
+                                  mu=args.mu, rate=args.rate, cost=args.cost,
+                                  charge_unwind=not args.no_unwind_cost)
+        validate_env_params(env.config, params)
+        hedger = hedge.make_hedger(args.agent, args.option, args.risk_aversion)
+    except ValueError as err:
+        raise BadInput(str(err).splitlines()[0]) from None
+    with _progress(f"{args.agent} on {args.market}") as advance:
+        report = hedge.run_hedge(env, params, hedger, args.paths, seed=args.seed,
+                                 on_chunk=advance)
+    row = {"agent": args.agent, "market": args.market, **report.metrics,
+           "wall_s": report.wall_s, "path_steps_per_s": report.path_steps_per_s}
+    print_metrics_table([row], title=f"{args.paths:,} paths x {args.steps} steps, "
+                                     f"cost {args.cost:g}")
+    results = {**report.metrics, "wall_s": report.wall_s, "compile_s": report.compile_s,
+               "path_steps_per_s": report.path_steps_per_s,
+               "premium": float(params.premium),
+               "config": {k: (str(v) if isinstance(v, Path) else v)
+                          for k, v in vars(args).items() if k != "func"},
+               **run_metadata()}
+    atomic_write_json(args.out / "results.json", results)
+    print(f"wrote {args.out / 'results.json'}")
+    return 0
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="the main job on built-in simulated markets")
+    p.add_argument("--paths", type=_int_at_least(1), default=20_000)
+    p.add_argument("--out", type=Path, default=Path("runs/demo"))
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    from jaxhedge.demo import run_demo
+
+    run_demo(args.out, n_paths=args.paths)
+    return 0
+
+
+class _progress:
+    """Rich progress bar over chunks, shown only when there is more than one chunk."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.task = label, None, None
+
+    def __enter__(self):
+        def advance(done: int, total: int):
+            if total <= 1:
+                return
+            if self.bar is None:
+                from rich.progress import Progress
+                self.bar = Progress(transient=True)
+                self.bar.start()
+                self.task = self.bar.add_task(self.label, total=total)
+            self.bar.update(self.task, completed=done)
+        return advance
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxhedge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_hedge(sub)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except BadInput as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Gymnax-style hedging environment: explicit key, state and params; fixed horizon.
+
+One episode = one short European option hedged from its premium over ``n_steps``
+rebalancing dates. ``reset(key, params)`` simulates the whole market path up front (so
+every agent that gets the same key sees the same path: common random numbers) and opens
+the account; ``step(key, state, action, params)`` trades to ``action`` shares at S_t with
+the ledger (:mod:`jaxhedge.ledger`), lets time pass to t+1 and, at the last step, closes
+the position and settles the payoff.
+
+Static (shape-defining) choices live in the frozen, hashable :class:`EnvConfig`; every
+number lives in the :class:`EnvParams` pytree so one compiled program can vmap over
+markets, strikes and costs.
+
+Reward: ``r_t = V_{t+1} - V_t`` with V the hedge portfolio marked to market after costs;
+the final reward also subtracts the payoff h(S_T), so ``premium + sum_t r_t = Pi_T``
+(reported as ``info["pnl"]`` on the last step).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxhedge import ledger, markets
+from jaxhedge.markets import MARKETS
+from jaxhedge.markets.base import MarketPaths
+
+OPTION_TYPES = ("call", "put")
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvConfig:
+    """Static environment settings (changing one recompiles).
+
+    Attributes:
+      market: key of :data:`jaxhedge.markets.MARKETS` ("gbm", "heston", "merton", "regime").
+      n_steps: rebalancing dates per episode, N >= 1.
+      option: "call" or "put" (the hedger is short one option).
+    """
+
+    market: str = "gbm"
+    n_steps: int = 30
+    option: str = "call"
+
+    def __post_init__(self):
+        if self.market not in MARKETS:
+            raise ValueError(
+                f"env.market: unknown market {self.market!r}; choose one of {sorted(MARKETS)}")
+        if not isinstance(self.n_steps, int) or self.n_steps < 1:
+            raise ValueError(f"env.n_steps: must be an integer >= 1 (got {self.n_steps!r})")
+        if self.option not in OPTION_TYPES:
+            raise ValueError(f"env.option: must be one of {OPTION_TYPES} (got {self.option!r})")
+
+    @property
+    def is_call(self) -> bool:
+        return self.option == "call"
+
+
+@struct.dataclass
+class EnvParams:
+    """Dynamic (vmappable) environment parameters.
+
+    Attributes:
+      market: the market's params dataclass (e.g. ``GBMParams``); holds s0 and the drift mu.
+      strike: option strike K.
+      maturity: T in years; dt = T / n_steps.
+      rate: risk-free rate r (continuous).
+      div_yield: continuous dividend yield q.
+      costs: transaction-cost coefficients (the market's cost multiplier scales them).
+      premium: initial capital p (what the short option was sold for).
+      charge_entry / charge_unwind: ledger flags (METHODS §2).
+    """
+
+    market: object
+    strike: jax.Array | float = 1.0
+    maturity: jax.Array | float = 30 / 252
+    rate: jax.Array | float = 0.0
+    div_yield: jax.Array | float = 0.0
+    costs: ledger.CostModel = ledger.CostModel()
+    premium: jax.Array | float = 0.0
+    charge_entry: jax.Array | bool = True
+    charge_unwind: jax.Array | bool = True
+
+    def ledger_params(self, n_steps: int) -> ledger.LedgerParams:
+        return ledger.LedgerParams(
+            costs=self.costs, rate=self.rate, div_yield=self.div_yield,
+            dt=self.maturity / n_steps, charge_entry=self.charge_entry,
+            charge_unwind=self.charge_unwind)
+
+
+@struct.dataclass
+class Observation:
+    """What a hedger sees at date t (before trading). Scalars per episode.
+
+    ``vol`` is the market's instantaneous vol at t (GBM sigma, Heston sqrt(v_t), the regime's
+    sigma); ``cost`` the proportional cost rate in force (eps times the liquidity multiplier).
+    """
+
+    spot: jax.Array
+    strike: jax.Array
+    time_to_maturity: jax.Array
+    elapsed: jax.Array
+    rate: jax.Array
+    div_yield: jax.Array
+    drift: jax.Array
+    vol: jax.Array
+    cost: jax.Array
+    cost_multiplier: jax.Array
+    position: jax.Array
+
+
+@struct.dataclass
+class EnvState:
+    """Episode state: the pre-simulated path (shape (N+1,) per field), the account and t."""
+
+    path: MarketPaths
+    account: ledger.LedgerState
+    t: jax.Array
+
+
+class HedgingEnv:
+    """Hedge one short European option. Pure methods; safe to jit/vmap.
+
+    >>> from jaxhedge.markets.gbm import GBMParams
+    >>> env = HedgingEnv(EnvConfig(market="gbm", n_steps=4))
+    >>> params = env.default_params(GBMParams(s0=1.0, mu=0.0, sigma=0.2), strike=1.0)
+    >>> obs, state = env.reset(jax.random.key(0), params)
+    >>> obs.time_to_maturity.item() == params.maturity
+    True
+    """
+
+    def __init__(self, config: EnvConfig):
+        self.config = config
+        self._simulate = MARKETS[config.market][1]
+
+    # Equal configs give equal environments, so jit caches keyed on the env are shared.
+    def __hash__(self):
+        return hash(self.config)
+
+    def __eq__(self, other):
+        return isinstance(other, HedgingEnv) and other.config == self.config
+
+    @property
+    def n_steps(self) -> int:
+        return self.config.n_steps
+
+    def default_params(self, market_params, **overrides) -> EnvParams:
+        """EnvParams with the given market and ``premium`` set to the market's reference price."""
+        params = EnvParams(market=market_params, **overrides)
+        if "premium" not in overrides:
+            params = params.replace(premium=reference_premium(self.config, params))
+        return params
+
+    def reset(self, key, params: EnvParams):
+        dt = params.maturity / self.n_steps
+        paths = self._simulate(key, params.market, 1, self.n_steps, dt)
+        path = jax.tree.map(lambda a: a[0], paths)
+        dtype = path.spot.dtype
+        state = EnvState(
+            path=path,
+            account=ledger.open_account(jnp.asarray(params.premium, dtype)),
+            t=jnp.zeros((), jnp.int32),
+        )
+        return self.observe(state, params), state
+
+    def observe(self, state: EnvState, params: EnvParams) -> Observation:
+        t = state.t
+        dt = params.maturity / self.n_steps
+        spot = state.path.spot[t]
+        dtype = spot.dtype
+        cast = lambda x: jnp.asarray(x, dtype)
+        multiplier = state.path.cost_multiplier[t]
+        return Observation(
+            spot=spot,
+            strike=cast(params.strike),
+            time_to_maturity=cast((self.n_steps - t) * dt),
+            elapsed=cast(t * dt),
+            rate=cast(params.rate),
+            div_yield=cast(params.div_yield),
+            drift=cast(params.market.mu),
+            vol=state.path.vol[t],
+            cost=cast(params.costs.proportional * multiplier),
+            cost_multiplier=multiplier,
+            position=state.account.shares,
+        )
+
+    def step(self, key, state: EnvState, action, params: EnvParams):
+        """Trade to ``action`` shares at S_t, move to t+1; settle at T.
+
+        ``key`` is unused (the path was drawn at reset) and kept for the gymnax signature.
+        Returns ``(obs, state, reward, done, info)``; ``info["pnl"]`` is Pi_T on the last
+        step and 0 before.
+        """
+        del key
+        lp = params.ledger_params(self.n_steps)
+        t, path = state.t, state.path
+        value_before = ledger.portfolio_value(state.account, path.spot[t])
+        account = ledger.trade(state.account, jnp.asarray(action, path.spot.dtype), path.spot[t],
+                               lp, path.cost_multiplier[t],
+                               charge=jnp.logical_or(t > 0, params.charge_entry))
+        spot_next = path.spot[t + 1]
+        account = ledger.accrue(account, spot_next, lp)
+        done = t + 1 >= self.n_steps
+        closed = ledger.close_out(account, spot_next, lp, path.cost_multiplier[t + 1])
+        pnl = closed.cash - ledger.payoff(spot_next, params.strike, self.config.is_call)
+        value_after = jnp.where(done, pnl, ledger.portfolio_value(account, spot_next))
+        account = jax.tree.map(lambda c, a: jnp.where(done, c, a), closed, account)
+        new_state = EnvState(path=path, account=account, t=t + 1)
+        info = {"pnl": jnp.where(done, pnl, 0.0), "cost": account.cost,
+                "turnover": account.turnover}
+        obs = self.observe(new_state.replace(t=jnp.minimum(t + 1, self.n_steps)), params)
+        return obs, new_state, value_after - value_before, done, info
+
+
+def reference_premium(config: EnvConfig, params: EnvParams):
+    """Price the hedger is paid: the market model's own risk-neutral price (drift set to r).
+
+    GBM: Black-Scholes at sigma. Merton: the Merton jump-diffusion price. Heston: the
+    semi-analytic Heston price. Regime: Black-Scholes at the square root of the
+    time-average variance implied by the chain's transition matrix started in its initial
+    state (there is no closed form; the P&L mean then shows the model's mispricing).
+    """
+    from jaxhedge import pricing
+
+    m, k, tau = params.market, params.strike, params.maturity
+    r, q, is_call = params.rate, params.div_yield, config.is_call
+    if config.market == "gbm":
+        return pricing.bs_price(m.s0, k, tau, r, m.sigma, q, is_call)
+    if config.market == "merton":
+        return pricing.merton_price(m.s0, k, tau, r, m.sigma, m.jump_intensity, m.jump_mean,
+                                    m.jump_std, q, is_call)
+    if config.market == "heston":
+        return pricing.heston_price(m.s0, k, tau, r, m.kappa, m.theta, m.xi, m.rho, m.v0, q,
+                                    is_call)
+    if config.market == "regime":
+        return pricing.bs_price(m.s0, k, tau, r, _regime_average_vol(m, config.n_steps), q,
+                                is_call)
+    raise ValueError(f"env.market: no reference premium for {config.market!r}")
+
+
+def _regime_average_vol(m, n_steps: int):
+    """sqrt of the expected time-average of sigma^2 over n_steps under the regime chain."""
+    k = m.sigmas.shape[-1]
+    dist = jax.nn.one_hot(m.initial_state, k, dtype=m.sigmas.dtype)
+
+    def body(d, _):
+        return d @ m.transition, d @ (m.sigmas**2)
+
+    _, variances = jax.lax.scan(body, dist, None, length=n_steps)
+    return jnp.sqrt(jnp.mean(variances))
+
+
+def validate_env_params(config: EnvConfig, params: EnvParams) -> None:
+    """Host-side checks with one-line messages naming the field and the allowed range."""
+    checks = [
+        ("strike", params.strike, lambda v: v > 0, "> 0"),
+        ("maturity", params.maturity, lambda v: v > 0, "> 0 years"),
+        ("rate", params.rate, lambda v: -1 < v < 1, "in (-1, 1)"),
+        ("div_yield", params.div_yield, lambda v: -1 < v < 1, "in (-1, 1)"),
+        ("costs.proportional", params.costs.proportional, lambda v: 0 <= v < 1, "in [0, 1)"),
+        ("costs.quadratic", params.costs.quadratic, lambda v: v >= 0, ">= 0"),
+        ("costs.fixed", params.costs.fixed, lambda v: v >= 0, ">= 0"),
+        ("premium", params.premium, math.isfinite, "finite"),
+    ]
+    for name, value, ok, allowed in checks:
+        v = float(value)
+        if not (math.isfinite(v) and ok(v)):
+            raise ValueError(f"env.{name}: must be {allowed} (got {v:g})")
+    markets.validate(params.market)

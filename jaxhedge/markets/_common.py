@@ -1,0 +1,70 @@
+"""Small helpers shared by the simulators (dtype, log-path assembly, host-side checks)."""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def float_dtype(params: Any) -> jnp.dtype:
+    """Output float dtype: float32 by default, float64 when ``jax.enable_x64`` is on.
+
+    Derived from ``params.s0`` (a Python float is weakly typed, so it follows the
+    current default float dtype; an explicit float32/float64 array keeps its width).
+    """
+    return jnp.result_type(params.s0, float)
+
+
+def as_float(x: Any, dtype) -> jax.Array:
+    return jnp.asarray(x, dtype=dtype)
+
+
+def spot_from_log_increments(s0: jax.Array, increments: jax.Array) -> jax.Array:
+    """``S_t = s0 * exp(sum_{u<t} increments_u)``; increments (n_paths, n_steps).
+
+    Returns (n_paths, n_steps + 1) with column 0 equal to s0 exactly.
+    """
+    n_paths = increments.shape[0]
+    log_rel = jnp.cumsum(increments, axis=1)
+    zero = jnp.zeros((n_paths, 1), increments.dtype)
+    log_rel = jnp.concatenate([zero, log_rel], axis=1)
+    return s0 * jnp.exp(log_rel)
+
+
+def full(shape, value, dtype) -> jax.Array:
+    return jnp.broadcast_to(jnp.asarray(value, dtype), shape)
+
+
+# --------------------------------------------------------------------------- validation
+# Host-side only (numpy on concrete values). Every check accepts scalar or batched
+# (leading-axis) parameters and reports the first offending value.
+
+
+def _first_bad(value: np.ndarray, ok: np.ndarray) -> float:
+    bad = np.asarray(value)[~np.asarray(ok)] if np.ndim(value) else np.asarray(value)
+    return float(np.ravel(bad)[0])
+
+
+def check(name: str, value: Any, predicate, allowed: str) -> None:
+    """Raise ``ValueError("<name>: must be <allowed> (got <v>)")`` unless predicate holds."""
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError, jax.errors.TracerArrayConversionError) as e:
+        raise ValueError(f"{name}: must be a concrete number {allowed} (got {value!r})") from e
+    ok = np.isfinite(arr) & np.asarray(predicate(arr), dtype=bool)
+    if not np.all(ok):
+        raise ValueError(f"{name}: must be {allowed} (got {_first_bad(arr, np.broadcast_to(ok, arr.shape)):.6g})")
+
+
+def positive(name, value):
+    check(name, value, lambda a: a > 0, "> 0")
+
+
+def nonnegative(name, value):
+    check(name, value, lambda a: a >= 0, ">= 0")
+
+
+def finite(name, value):
+    check(name, value, lambda a: np.ones_like(a, dtype=bool), "finite")

@@ -1,0 +1,1 @@
+"""Tables (terminal, markdown, CSV) and plots."""
