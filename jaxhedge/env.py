@@ -155,37 +155,75 @@ class HedgingEnv:
         return params
 
     def reset(self, key, params: EnvParams):
-        dt = params.maturity / self.n_steps
-        paths = self._simulate(key, params.market, 1, self.n_steps, dt)
-        path = jax.tree.map(lambda a: a[0], paths)
-        dtype = path.spot.dtype
+        """Simulate one market path and open the account: ``(obs, state)``."""
+        paths = self._simulate(key, params.market, 1, self.n_steps, self.dt(params))
+        return self.reset_to_path(jax.tree.map(lambda a: a[0], paths), params)
+
+    def reset_to_path(self, path: MarketPaths, params: EnvParams):
+        """Start an episode on a given path (fields shaped (N+1,)), e.g. a historical one."""
         state = EnvState(
             path=path,
-            account=ledger.open_account(jnp.asarray(params.premium, dtype)),
+            account=ledger.open_account(jnp.asarray(params.premium, path.spot.dtype)),
             t=jnp.zeros((), jnp.int32),
         )
         return self.observe(state, params), state
 
+    def dt(self, params: EnvParams):
+        return params.maturity / self.n_steps
+
     def observe(self, state: EnvState, params: EnvParams) -> Observation:
-        t = state.t
-        dt = params.maturity / self.n_steps
-        spot = state.path.spot[t]
-        dtype = spot.dtype
+        t = jnp.minimum(state.t, self.n_steps)
+        return self.observation(t, tick(state.path, t), state.account, params)
+
+    def observation(self, t, market: MarketPaths, account: ledger.LedgerState,
+                    params: EnvParams) -> Observation:
+        """The observation at date ``t`` given that date's market tick (any batch shape)."""
+        dt = self.dt(params)
+        dtype = market.spot.dtype
         cast = lambda x: jnp.asarray(x, dtype)
-        multiplier = state.path.cost_multiplier[t]
         return Observation(
-            spot=spot,
+            spot=market.spot,
             strike=cast(params.strike),
             time_to_maturity=cast((self.n_steps - t) * dt),
             elapsed=cast(t * dt),
             rate=cast(params.rate),
             div_yield=cast(params.div_yield),
             drift=cast(params.market.mu),
-            vol=state.path.vol[t],
-            cost=cast(params.costs.proportional * multiplier),
-            cost_multiplier=multiplier,
-            position=state.account.shares,
+            vol=market.vol,
+            cost=cast(params.costs.proportional) * market.cost_multiplier,
+            cost_multiplier=market.cost_multiplier,
+            position=account.shares,
         )
+
+    def transition(self, t, account: ledger.LedgerState, now: MarketPaths, nxt: MarketPaths,
+                   action, params: EnvParams):
+        """The one step both :meth:`step` and the batched rollout use.
+
+        Trade to ``action`` at ``now.spot`` (the entry trade at t = 0 pays costs only with
+        ``charge_entry``), let time pass to ``nxt``, and at t + 1 = N close out and settle.
+        ``t`` may be a scalar shared by a batch (then the close-out runs only once, at the
+        end, under ``lax.cond``). Returns ``(account, reward, done, pnl)`` with ``pnl`` = Pi_T
+        on the last step and 0 before.
+        """
+        lp = params.ledger_params(self.n_steps)
+        value_before = ledger.portfolio_value(account, now.spot)
+        account = ledger.trade(account, jnp.asarray(action, now.spot.dtype), now.spot, lp,
+                               now.cost_multiplier,
+                               charge=jnp.logical_or(t > 0, params.charge_entry))
+        account = ledger.accrue(account, nxt.spot, lp)
+        done = t + 1 >= self.n_steps
+
+        def settle(account):
+            closed = ledger.close_out(account, nxt.spot, lp, nxt.cost_multiplier)
+            return closed, closed.cash - ledger.payoff(nxt.spot, params.strike,
+                                                       self.config.is_call)
+
+        def carry_on(account):
+            return account, ledger.portfolio_value(account, nxt.spot)
+
+        account, value_after = jax.lax.cond(done, settle, carry_on, account)
+        pnl = jnp.where(done, value_after, jnp.zeros_like(value_after))
+        return account, value_after - value_before, done, pnl
 
     def step(self, key, state: EnvState, action, params: EnvParams):
         """Trade to ``action`` shares at S_t, move to t+1; settle at T.
@@ -195,24 +233,17 @@ class HedgingEnv:
         step and 0 before.
         """
         del key
-        lp = params.ledger_params(self.n_steps)
-        t, path = state.t, state.path
-        value_before = ledger.portfolio_value(state.account, path.spot[t])
-        account = ledger.trade(state.account, jnp.asarray(action, path.spot.dtype), path.spot[t],
-                               lp, path.cost_multiplier[t],
-                               charge=jnp.logical_or(t > 0, params.charge_entry))
-        spot_next = path.spot[t + 1]
-        account = ledger.accrue(account, spot_next, lp)
-        done = t + 1 >= self.n_steps
-        closed = ledger.close_out(account, spot_next, lp, path.cost_multiplier[t + 1])
-        pnl = closed.cash - ledger.payoff(spot_next, params.strike, self.config.is_call)
-        value_after = jnp.where(done, pnl, ledger.portfolio_value(account, spot_next))
-        account = jax.tree.map(lambda c, a: jnp.where(done, c, a), closed, account)
-        new_state = EnvState(path=path, account=account, t=t + 1)
-        info = {"pnl": jnp.where(done, pnl, 0.0), "cost": account.cost,
-                "turnover": account.turnover}
-        obs = self.observe(new_state.replace(t=jnp.minimum(t + 1, self.n_steps)), params)
-        return obs, new_state, value_after - value_before, done, info
+        t = state.t
+        account, reward, done, pnl = self.transition(
+            t, state.account, tick(state.path, t), tick(state.path, t + 1), action, params)
+        new_state = EnvState(path=state.path, account=account, t=t + 1)
+        info = {"pnl": pnl, "cost": account.cost, "turnover": account.turnover}
+        return self.observe(new_state, params), new_state, reward, done, info
+
+
+def tick(path: MarketPaths, t) -> MarketPaths:
+    """The market at date ``t`` of a path whose fields are shaped (..., N+1)."""
+    return jax.tree.map(lambda a: a[..., t], path)
 
 
 def reference_premium(config: EnvConfig, params: EnvParams):

@@ -1,6 +1,7 @@
 """Small helpers shared by the simulators (dtype, log-path assembly, host-side checks)."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -15,6 +16,27 @@ def float_dtype(params: Any) -> jnp.dtype:
     current default float dtype; an explicit float32/float64 array keeps its width).
     """
     return jnp.result_type(params.s0, float)
+
+
+def fast_threefry(simulate):
+    """Trace ``simulate`` with JAX's non-partitionable Threefry random-bits algorithm.
+
+    Why: on CPU the partitionable variant (JAX's default) costs about 3x more per random
+    number (measured: 65,536 x 64 normals in 58 ms vs 19 ms; numpy's PCG64 takes 38 ms),
+    and drawing normals dominates the environment rollout. The streams are still a pure
+    function of the key (same key -> same paths) and vmap over keys stays exact. The
+    partitionable variant only matters when ONE random draw is sharded across devices;
+    jaxhedge shards over paths/members, each drawn from its own key. Note that the paths a
+    key gives therefore differ from what plain ``jax.random`` calls under the global default
+    would give.
+    """
+
+    @functools.wraps(simulate)
+    def wrapped(*args, **kwargs):
+        with jax.threefry_partitionable(False):
+            return simulate(*args, **kwargs)
+
+    return wrapped
 
 
 def as_float(x: Any, dtype) -> jax.Array:

@@ -28,6 +28,7 @@ def validate(params: GBMParams) -> GBMParams:
     return params
 
 
+@C.fast_threefry
 def simulate(key: jax.Array, params: GBMParams, n_paths: int, n_steps: int, dt: float) -> MarketPaths:
     """GBM paths, each field shaped (n_paths, n_steps + 1); n_paths, n_steps static."""
     dtype = C.float_dtype(params)

@@ -78,11 +78,13 @@ def _qe_step(v, zv, uv, *, kappa, theta, xi2, ekd, tiny):
     return v_next, a, b2, p, beta, quad
 
 
+@C.fast_threefry
 def simulate(key: jax.Array, params: HestonParams, n_paths: int, n_steps: int, dt: float) -> MarketPaths:
     """Heston paths (QE + martingale correction), fields shaped (n_paths, n_steps + 1)."""
     return simulate_with_variance(key, params, n_paths, n_steps, dt)[0]
 
 
+@C.fast_threefry
 def simulate_with_variance(key, params: HestonParams, n_paths: int, n_steps: int, dt: float):
     """Like :func:`simulate`, also returning the variance path v (n_paths, n_steps + 1)."""
     dtype = C.float_dtype(params)

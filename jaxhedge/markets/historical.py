@@ -183,6 +183,7 @@ def bootstrap_indices(key, n_returns: int, mean_block_length, n_paths: int, n_st
     return (start_val + (t - last)) % n_returns
 
 
+@C.fast_threefry
 def simulate_block_bootstrap(key, params: HistoricalParams, n_paths: int, n_steps: int, dt: float) -> MarketPaths:
     """Paths S_t = s0 exp(cumsum of bootstrapped log returns); vol = trailing realised vol.
 

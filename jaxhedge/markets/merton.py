@@ -59,6 +59,7 @@ def compound_poisson_log_jumps(key, lam_dt, jump_mean, jump_std, shape, dtype):
     return counts, log_jumps
 
 
+@C.fast_threefry
 def simulate_with_jumps(key, params: MertonParams, n_paths: int, n_steps: int, dt: float):
     """Returns (MarketPaths, jump_counts (n_paths, n_steps) int32, log_jump_sizes (n_paths, n_steps)).
 
@@ -86,6 +87,7 @@ def simulate_with_jumps(key, params: MertonParams, n_paths: int, n_steps: int, d
     return paths, counts, log_jumps
 
 
+@C.fast_threefry
 def simulate(key: jax.Array, params: MertonParams, n_paths: int, n_steps: int, dt: float) -> MarketPaths:
     """Merton paths, fields shaped (n_paths, n_steps + 1)."""
     return simulate_with_jumps(key, params, n_paths, n_steps, dt)[0]

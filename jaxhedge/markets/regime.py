@@ -124,6 +124,7 @@ def validate(params: RegimeParams, atol: float = 1e-6) -> RegimeParams:
     return params
 
 
+@C.fast_threefry
 def simulate_with_states(key, params: RegimeParams, n_paths: int, n_steps: int, dt: float):
     """Returns (MarketPaths, states (n_paths, n_steps + 1) int32); states[:, 0] = initial_state."""
     dtype = C.float_dtype(params)
@@ -163,6 +164,7 @@ def simulate_with_states(key, params: RegimeParams, n_paths: int, n_steps: int, 
     return paths, states
 
 
+@C.fast_threefry
 def simulate(key: jax.Array, params: RegimeParams, n_paths: int, n_steps: int, dt: float) -> MarketPaths:
     """Regime-switching paths, fields shaped (n_paths, n_steps + 1)."""
     return simulate_with_states(key, params, n_paths, n_steps, dt)[0]

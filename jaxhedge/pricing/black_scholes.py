@@ -8,7 +8,8 @@ inputs (``jnp.result_type(..., float)``): float32 by default, float64 under
 Degenerate limit. When the total standard deviation s = σ√τ is (numerically) zero —
 τ = 0 at expiry, or σ → 0 — the formulas fall back to their limits: the price is the
 discounted intrinsic value of the forward, DF·max(ω(F − K), 0); delta is
-ω e^{−qτ}·1{ω(F − K) > 0}; gamma = vega = 0. Exactly at the money (F == K) delta is the
+ω e^{−qτ}·1{ω(F − K) > 0}; gamma = vega = 0 and theta keeps only the carry of the
+intrinsic value (also exactly at the money, where the true limits are infinite). Exactly at the money (F == K) delta is the
 vol → 0 limit ±½e^{−qτ} (N(0) = ½), which keeps put–call parity Δ_C − Δ_P = e^{−qτ}.
 Gradients stay finite there too: the "double where" trick replaces the variance by 1
 inside the regular branch before it is used, so no 0/0 or √0 reaches autodiff.
@@ -125,8 +126,9 @@ def bs_gamma(spot, strike, tau, rate, vol, div_yield=0.0, is_call=True):
     dtype, spot, strike, tau, rate, vol, q, log_fk, var = _spot_inputs(
         spot, strike, tau, rate, vol, div_yield
     )
-    d1, _, s, _ = _d1_d2_var(log_fk, var)
-    return jnp.exp(-q * tau) * _npdf(d1) / (spot * s)
+    d1, _, s, degenerate = _d1_d2_var(log_fk, var)
+    # n(d1) is 0 at d1 = ±inf but not at the ATM limit d1 = 0: zero it explicitly.
+    return jnp.where(degenerate, 0.0, jnp.exp(-q * tau) * _npdf(d1) / (spot * s))
 
 
 def bs_vega(spot, strike, tau, rate, vol, div_yield=0.0, is_call=True):
@@ -138,7 +140,7 @@ def bs_vega(spot, strike, tau, rate, vol, div_yield=0.0, is_call=True):
     d1, _, _, degenerate = _d1_d2_var(log_fk, var)
     # √τ has an infinite derivative at τ = 0: guard it like the variance.
     sqrt_tau = jnp.sqrt(jnp.where(degenerate, jnp.ones_like(tau), tau))
-    return spot * jnp.exp(-q * tau) * _npdf(d1) * sqrt_tau
+    return jnp.where(degenerate, 0.0, spot * jnp.exp(-q * tau) * _npdf(d1) * sqrt_tau)
 
 
 def bs_theta(spot, strike, tau, rate, vol, div_yield=0.0, is_call=True):
@@ -151,11 +153,11 @@ def bs_theta(spot, strike, tau, rate, vol, div_yield=0.0, is_call=True):
         spot, strike, tau, rate, vol, div_yield
     )
     w = _omega(is_call, dtype)
-    d1, d2, s, _ = _d1_d2_var(log_fk, var)
+    d1, d2, s, degenerate = _d1_d2_var(log_fk, var)
     sq = spot * jnp.exp(-q * tau)
     kd = strike * jnp.exp(-rate * tau)
     # σ/(2√τ) written as σ²/(2s) so it stays finite at τ = 0 (s is guarded).
-    decay = -sq * _npdf(d1) * vol * vol / (2.0 * s)
+    decay = jnp.where(degenerate, 0.0, -sq * _npdf(d1) * vol * vol / (2.0 * s))
     return decay + w * (q * sq * ndtr(w * d1) - rate * kd * ndtr(w * d2))
 
 
@@ -196,4 +198,4 @@ def black76_vega(forward, strike, tau, discount, vol, is_call=True):
     dtype, forward, strike, tau, discount, vol = _b76_inputs(forward, strike, tau, discount, vol)
     d1, _, _, degenerate = _d1_d2_var(jnp.log(forward / strike), vol * vol * tau)
     sqrt_tau = jnp.sqrt(jnp.where(degenerate, jnp.ones_like(tau), tau))
-    return discount * forward * _npdf(d1) * sqrt_tau
+    return jnp.where(degenerate, 0.0, discount * forward * _npdf(d1) * sqrt_tau)

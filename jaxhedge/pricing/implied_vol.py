@@ -20,8 +20,10 @@ arguments broadcast. Algorithm (per element):
 Edge cases (METHODS §5.5):
   * A quote exactly on the lower bound (zero time value, e.g. a `C_eur` clamped to
     DF(F − K)) is inverted like any other: pure bisection converges to the small vol σ*
-    below which the time value is numerically zero (dtype-dependent; any σ ≤ σ*
-    reproduces the price exactly). Quotes whose time value is positive but below the
+    below which the time value is numerically zero, i.e. intrinsic + time value rounds
+    to the intrinsic in the working dtype (so σ* is dtype-dependent; any σ ≤ σ*
+    reproduces the price exactly). For an OTM quote of 0 that is where the time value
+    underflows. Quotes whose time value is positive but below the
     price at ``lo`` return ≈ ``lo`` (the resolution floor of the bracket), valid = True.
   * A quote above the price at ``hi`` (needs σ > hi; includes price == DF·F exactly)
     returns NaN, valid = False — never a silent clamp to ``hi``.
@@ -139,9 +141,11 @@ def implied_vol_black76(
     def body(_, state):
         sigma, a, b, dy_old = state
         p, vega = _otm_norm(sigma, log_k, sqrt_tau, w_otm, k)
-        # Bracket update: price increases with σ. p == target (incl. the on-bound case
-        # p == 0) moves `a`, so bisection walks up to the edge of numerically-zero value.
-        above = p > target
+        # Bracket update: price increases with σ. An on-bound quote is compared in the
+        # quoted option's own representation (intrinsic + time value, rounded), so the
+        # bisection walks up to the largest σ whose price still rounds to the bound — what
+        # bisecting the quoted (e.g. ITM call) price itself gives, as in METHODS §5.5.
+        above = jnp.where(on_bound, intrinsic + p > intrinsic, p > target)
         a = jnp.where(above, a, sigma)
         b = jnp.where(above, sigma, b)
         # Newton on log p in y = log σ: Δy = (log p − log target)·p/(σ·vega). In log σ the

@@ -1,0 +1,296 @@
+r"""Deep hedging (Buehler, Gonon, Teichmann, Wood 2019; METHODS §4.5).
+
+A network maps the observation features (:func:`jaxhedge.nets.observation_features`) to the
+hedge; training backpropagates a convex risk measure of the terminal P&L ``Pi_T`` through the
+simulated market and the one ledger (:func:`jaxhedge.rollout.episode` under ``jax.vmap``:
+pathwise gradient, the market path itself does not depend on the parameters). ``Pi_T``
+includes the premium ``hparams.env.premium`` (the env's reference premium when the
+:class:`EnvParams` come from ``HedgingEnv.default_params``).
+
+Objectives (``DeepHedging.objective``), all from :mod:`jaxhedge.risk`:
+
+* ``"entropic"``: ``rho(X) = (1/lambda) log E exp(-lambda X)``, :func:`risk.entropic_risk`
+  (log-sum-exp stable), ``lambda = hparams.risk_aversion`` in 1/money units.
+* ``"es"``: expected shortfall of the loss ``-Pi_T`` at tail probability ``hparams.alpha`` in
+  the Rockafellar--Uryasev form ``w + E[(-X - w)^+]/alpha``
+  (:func:`risk.cvar_rockafellar_uryasev`), minimised jointly over the network and the
+  learned threshold ``w``.
+* ``"oce"``: optimized certainty equivalent ``w + E[l(-X - w)]`` (:func:`risk.oce`) with the
+  exponential loss ``l(u) = (exp(lambda u) - 1)/lambda`` (Buehler et al.'s OCE form of the
+  entropic measure; its minimum over ``w`` is the entropic risk). The exponent is capped at
+  ``lambda u <= 60`` so float32 never overflows.
+
+The learned threshold is stored as ``w / s0`` (``s0 = hparams.env.market.s0``) so that one
+Adam learning rate moves it at the scale of the P&L whatever the money unit; ``init``
+starts it at its optimal value for the initial network (VaR_alpha of the loss for ES, the
+entropic risk for OCE), computed on one batch of paths.
+
+No-transaction band (``band=True``, Imaki, Imajo, Ito, Minami, Nakagawa 2021): the network
+outputs ``(a, b)`` and the hedge is ``clip(u_prev, Delta - softplus(a - c), Delta +
+softplus(b - c))`` with ``Delta`` the BS delta at the observed vol and ``c =``
+:data:`BAND_OFFSET` (so an untrained network starts with a narrow band, ~0.13 each side,
+instead of ``softplus(0) = 0.69``, which would leave the entry at zero shares). Without the
+band the network outputs the number of shares directly (no delta prior).
+
+Indifference price (:meth:`DeepHedging.price`): the cash equivalent of the trained hedge,
+``premium + rho(Pi_T)`` on fresh paths -- the cash that, added to the premium, makes the
+hedged short position acceptable (``rho <= 0``), i.e. the risk measure of the hedged P&L
+without premium, ``rho(Pi_T - premium)`` by translation invariance. ``rho`` is the entropic
+risk (``"entropic"``), ``ES_alpha(-Pi_T)`` computed exactly (``"es"``) or the OCE at the
+learned threshold (``"oce"``, an upper bound of its minimum over ``w``). With zero costs and
+a perfect hedge it is the replication price.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from jaxhedge import nets, risk
+from jaxhedge.env import EnvConfig, EnvParams, HedgingEnv
+from jaxhedge.markets import MARKETS
+from jaxhedge.pricing import bs_delta
+from jaxhedge.rollout import RolloutResult, episode
+
+__all__ = [
+    "OBJECTIVES",
+    "BAND_OFFSET",
+    "DeepHedging",
+    "DeepHedgingHParams",
+    "DeepHedgingState",
+    "DeepHedger",
+]
+
+OBJECTIVES = ("entropic", "es", "oce")
+#: Shift inside the band's softplus: initial half-widths softplus(-2) ~ 0.127 shares.
+BAND_OFFSET = 2.0
+_OCE_EXP_CAP = 60.0
+_PRICE_SEED = 0x5EED
+
+
+@struct.dataclass
+class DeepHedgingHParams:
+    """Dynamic (vmappable) hyperparameters.
+
+    Attributes:
+      env: the environment's :class:`EnvParams` (market, strike, maturity, costs, premium...),
+        so sigma, eps, etc. can be swept.
+      learning_rate: Adam step size.
+      risk_aversion: entropic / OCE lambda (1/money units).
+      alpha: ES tail probability (used by ``"es"`` only).
+    """
+
+    env: EnvParams
+    learning_rate: jax.Array | float = 1e-3
+    risk_aversion: jax.Array | float = 1.0
+    alpha: jax.Array | float = 0.05
+
+
+@struct.dataclass
+class DeepHedgingState:
+    """Agent state.
+
+    Attributes:
+      graphdef: the network's NNX graphdef (static pytree field, never traced).
+      params: network parameters (``nnx.State`` pytree of arrays).
+      threshold: learned ES/OCE threshold in units of ``s0`` (``w = threshold * s0``);
+        unused (zero gradient) for ``"entropic"``.
+      opt_state: ``optax.inject_hyperparams(optax.adam)`` state over ``(params, threshold)``.
+      step: number of updates done.
+    """
+
+    graphdef: Any = struct.field(pytree_node=False)
+    params: Any
+    threshold: jax.Array
+    opt_state: Any
+    step: jax.Array
+
+
+@struct.dataclass
+class DeepHedger:
+    """Pytree-callable network hedger ``obs -> shares`` (works with :func:`rollout.rollout`)."""
+
+    graphdef: Any = struct.field(pytree_node=False)
+    params: Any
+    band: bool = struct.field(pytree_node=False, default=False)
+    is_call: bool = struct.field(pytree_node=False, default=True)
+
+    def net_output(self, obs):
+        return nets.apply(self.graphdef, self.params, nets.observation_features(obs))
+
+    def band_edges(self, obs):
+        """``(lower, upper)`` of the no-transaction band (band variant only)."""
+        z = self.net_output(obs)
+        delta = bs_delta(obs.spot, obs.strike, obs.time_to_maturity, obs.rate, obs.vol,
+                         obs.div_yield, self.is_call).astype(z.dtype)
+        lower = delta - jax.nn.softplus(z[..., 0] - BAND_OFFSET)
+        upper = delta + jax.nn.softplus(z[..., 1] - BAND_OFFSET)
+        return lower, upper
+
+    def __call__(self, obs):
+        if self.band:
+            lower, upper = self.band_edges(obs)
+            return jnp.clip(obs.position.astype(lower.dtype), lower, upper)
+        return self.net_output(obs)[..., 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepHedging:
+    """Deep hedging agent (static configuration; see the module docstring).
+
+    Attributes:
+      env: environment config (market, n_steps, option type).
+      n_paths: simulated paths per training iteration.
+      widths: hidden widths of the :class:`jaxhedge.nets.MLP` (ReLU).
+      objective: "entropic", "es" or "oce".
+      band: no-transaction-band network around the BS delta instead of a free hedge.
+      alpha: default ES tail probability put in :meth:`default_hparams` (the value used is
+        ``hparams.alpha``, which is dynamic).
+      risk_aversion / learning_rate: defaults for :meth:`default_hparams`.
+    """
+
+    env: EnvConfig = EnvConfig(market="gbm", n_steps=20)
+    n_paths: int = 2048
+    widths: tuple[int, ...] = (32, 32)
+    objective: str = "entropic"
+    band: bool = False
+    alpha: float = 0.05
+    risk_aversion: float = 1.0
+    learning_rate: float = 1e-3
+    name: str = "deep_hedging"
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"deep_hedging.objective: must be one of {OBJECTIVES} "
+                             f"(got {self.objective!r})")
+        if not isinstance(self.n_paths, int) or self.n_paths < 2:
+            raise ValueError(f"deep_hedging.n_paths: must be an integer >= 2 (got {self.n_paths!r})")
+        if not (0.0 < self.alpha <= 1.0):
+            raise ValueError(f"deep_hedging.alpha: must be in (0, 1] (got {self.alpha!r})")
+        object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def hedging_env(self) -> HedgingEnv:
+        return HedgingEnv(self.env)
+
+    def default_hparams(self, market_params=None, **env_overrides) -> DeepHedgingHParams:
+        """Hparams for the market's default params (GBM: s0 = 1, mu = 0, sigma = 0.2), K = s0.
+
+        ``env_overrides`` go to ``HedgingEnv.default_params`` (strike, maturity, costs, ...);
+        the premium is the env's reference premium unless given.
+        """
+        if market_params is None:
+            market_params = MARKETS[self.env.market][0]()
+        env_overrides.setdefault("strike", market_params.s0)
+        env_params = self.hedging_env.default_params(market_params, **env_overrides)
+        return DeepHedgingHParams(env=env_params, learning_rate=self.learning_rate,
+                                  risk_aversion=self.risk_aversion, alpha=self.alpha)
+
+    def _network(self, key) -> nnx.Module:
+        return nets.MLP(nets.N_FEATURES, 2 if self.band else 1, self.widths,
+                        rngs=nnx.Rngs(params=key))
+
+    @staticmethod
+    def _optimizer(hparams):
+        return optax.inject_hyperparams(optax.adam)(learning_rate=hparams.learning_rate)
+
+    def _hedger(self, graphdef, params) -> DeepHedger:
+        return DeepHedger(graphdef=graphdef, params=params, band=self.band,
+                          is_call=self.env.is_call)
+
+    def simulate(self, key, hedger, hparams, n_paths: int | None = None) -> RolloutResult:
+        """``n_paths`` episodes of ``hedger`` (vmap of :func:`rollout.episode`; differentiable)."""
+        n = self.n_paths if n_paths is None else n_paths
+        keys = jax.random.split(key, n)
+        return jax.vmap(episode, in_axes=(0, None, None, None))(
+            keys, self.hedging_env, hparams.env, hedger)
+
+    def risk_objective(self, pnl, threshold, hparams):
+        """The training objective of ``pnl`` (last axis = paths) at threshold ``w = threshold*s0``."""
+        s0 = jnp.asarray(hparams.env.market.s0, pnl.dtype)
+        w = threshold.astype(pnl.dtype) * s0
+        lam = jnp.asarray(hparams.risk_aversion, pnl.dtype)
+        if self.objective == "entropic":
+            return risk.entropic_risk(pnl, lam)
+        if self.objective == "es":
+            return risk.cvar_rockafellar_uryasev(pnl, w, hparams.alpha)
+        return risk.oce(pnl, w, lambda u: jnp.expm1(jnp.minimum(lam * u, _OCE_EXP_CAP)) / lam)
+
+    # ------------------------------------------------------------------ protocol
+    def init(self, key, hparams: DeepHedgingHParams) -> DeepHedgingState:
+        """Build the network, start the threshold at its optimum for it, init Adam."""
+        k_net, k_sim = jax.random.split(key)
+        graphdef, params = nets.split(self._network(k_net))
+        pnl = self.simulate(k_sim, self._hedger(graphdef, params), hparams).pnl
+        s0 = jnp.asarray(hparams.env.market.s0, pnl.dtype)
+        if self.objective == "es":
+            w0 = risk.value_at_risk(-pnl, hparams.alpha)
+        elif self.objective == "oce":
+            w0 = risk.entropic_risk(pnl, hparams.risk_aversion)
+        else:
+            w0 = jnp.zeros((), pnl.dtype)
+        threshold = jax.lax.stop_gradient(w0 / s0)
+        opt_state = self._optimizer(hparams).init((params, threshold))
+        return DeepHedgingState(graphdef=graphdef, params=params, threshold=threshold,
+                                opt_state=opt_state, step=jnp.zeros((), jnp.int32))
+
+    def update(self, key, state: DeepHedgingState, hparams: DeepHedgingHParams):
+        """One iteration: ``n_paths`` episodes, risk of Pi_T, one Adam step. Jittable."""
+
+        def loss_fn(trainable):
+            params, threshold = trainable
+            out = self.simulate(key, self._hedger(state.graphdef, params), hparams)
+            return self.risk_objective(out.pnl, threshold, hparams), out
+
+        trainable = (state.params, state.threshold)
+        (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+        opt_state = state.opt_state
+        # the learning rate in hparams is authoritative (dynamic, vmappable)
+        hyper = dict(opt_state.hyperparams)
+        hyper["learning_rate"] = jnp.asarray(hparams.learning_rate,
+                                             jnp.asarray(hyper["learning_rate"]).dtype)
+        opt_state = opt_state._replace(hyperparams=hyper)
+        updates, opt_state = self._optimizer(hparams).update(grads, opt_state, trainable)
+        params, threshold = optax.apply_updates(trainable, updates)
+        new_state = state.replace(params=params, threshold=threshold, opt_state=opt_state,
+                                  step=state.step + 1)
+        s0 = jnp.asarray(hparams.env.market.s0, out.pnl.dtype)
+        metrics = {
+            "loss": loss,
+            "mean_pnl": jnp.mean(out.pnl),
+            "std_pnl": jnp.std(out.pnl),
+            "mean_cost": jnp.mean(out.cost),
+            "threshold": state.threshold.astype(out.pnl.dtype) * s0,
+        }
+        return new_state, metrics
+
+    def hedger(self, state: DeepHedgingState, hparams: DeepHedgingHParams | None = None):
+        """The trained network as a pytree-callable hedger ``obs -> shares``."""
+        del hparams  # the hedger reads everything it needs from the observation
+        return self._hedger(state.graphdef, state.params)
+
+    def price(self, state: DeepHedgingState, hparams: DeepHedgingHParams, obs=None, *,
+              key=None, n_paths: int | None = None):
+        """Indifference (ask) price ``premium + rho(Pi_T)`` of the contract in ``hparams.env``.
+
+        ``rho`` is the training risk measure (module docstring), evaluated on ``n_paths``
+        (default ``4 * self.n_paths``) fresh paths from ``key`` (default a fixed key that
+        the training loop does not use). ``obs`` is accepted for the protocol's signature;
+        the contract priced is the one in ``hparams.env``, so it must be None.
+        """
+        if obs is not None:
+            raise NotImplementedError(
+                "DeepHedging.price: prices the contract in hparams.env; pass obs=None")
+        key = jax.random.key(_PRICE_SEED) if key is None else key
+        n = 4 * self.n_paths if n_paths is None else n_paths
+        pnl = self.simulate(key, self.hedger(state), hparams, n).pnl
+        if self.objective == "es":
+            rho = risk.expected_shortfall(-pnl, hparams.alpha)
+        else:
+            rho = self.risk_objective(pnl, state.threshold, hparams)
+        return jnp.asarray(hparams.env.premium, pnl.dtype) + rho
