@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from jaxhedge.cpu import use_all_cores
+
+    use_all_cores()  # before JAX starts: one XLA device per core for the sharded rollout
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

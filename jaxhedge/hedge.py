@@ -77,7 +77,8 @@ def run_hedge(env: HedgingEnv, params: EnvParams, hedger, n_paths: int, seed: in
     n_chunks = math.ceil(n_paths / chunk)
     base = jax.random.PRNGKey(seed)
     t0 = time.perf_counter()
-    compiled = rollout.lower(jax.random.fold_in(base, 0), env, params, hedger, chunk).compile()
+    compiled = rollout.lower(jax.random.fold_in(base, 0), env, params, hedger, chunk,
+                              keep_paths=False).compile()
     compile_s = time.perf_counter() - t0
     results: list[RolloutResult] = []
     t1 = time.perf_counter()

@@ -46,7 +46,7 @@ __all__ = [
 #: Order of the last axis of :func:`observation_features`.
 FEATURE_NAMES = (
     "log_moneyness",      # log(S/K), clipped to +-LOG_MONEYNESS_CLIP
-    "norm_moneyness",     # (log S - log K + (r - q) tau) / (sigma sqrt(tau)), clipped to +-MONEYNESS_CLIP
+    "norm_moneyness",     # (log S - log K + (r - q) tau) / (sigma sqrt(tau)), clipped +-10
     "time_to_maturity",   # tau (years)
     "elapsed",            # t dt (years)
     "rate",               # r
@@ -126,7 +126,8 @@ class GaussianVolHead(nnx.Module):
                  vol_min: float = 0.01, vol_max: float = 2.0, rngs: nnx.Rngs,
                  param_dtype=None):
         if not 0.0 < vol_min < vol_max:
-            raise ValueError(f"GaussianVolHead: need 0 < vol_min < vol_max (got {vol_min}, {vol_max})")
+            raise ValueError(
+                f"GaussianVolHead: need 0 < vol_min < vol_max (got {vol_min}, {vol_max})")
         self.trunk = ResidualMLP(in_dim, 2, width, n_blocks, layers_per_block, activation,
                                  rngs=rngs, param_dtype=param_dtype)
         self.vol_min = float(vol_min)

@@ -1,16 +1,18 @@
-"""Vectorised episodes: one compiled program, ``lax.scan`` over time on a batch of paths.
+"""Vectorised episodes: one compiled program over many paths.
 
-Layout (why it is fast): all paths are simulated up front in blocks, transposed to
-time-major, and the scan walks dates with each date's market data as contiguous rows,
-so every step is a handful of fused elementwise loops over the batch. The hedger is
-applied with ``jax.vmap`` over paths, so any per-path hedger works. The step itself is
-:meth:`HedgingEnv.transition`, the same code ``env.step`` runs.
+Layout (why it is fast). Paths are processed in blocks of ``block_paths`` (default
+2,048). Inside a block the market is simulated, transposed to time-major, and a
+``lax.scan`` walks the dates with every per-step array a few KB, so the whole step stays
+in cache; ``lax.map`` runs the blocks one after another. On a 2-core CPU this is about
+2.6x faster than scanning all 65,536 paths at once, whose per-step arrays (256 KB each,
+a dozen per step) make the loop memory-bound. Blocks are spread over all devices with
+``jax.shard_map`` (on CPU, ``jaxhedge.cpu.use_all_cores()`` makes one XLA device per
+core). The hedger is applied with ``jax.vmap`` over paths, so any per-path hedger works,
+and the step itself is :meth:`HedgingEnv.transition`, the same code ``env.step`` runs.
 
-Paths come in blocks of ``min(n_paths, PATH_BLOCK)``; block ``b`` is simulated from
-``fold_in(key, b)``. So two hedgers rolled out with the same key see identical paths
-(common random numbers), and the paths do not depend on how many devices run them. With
-several devices (e.g. ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` on a 2-core
-CPU) the blocks are sharded over them.
+Randomness: block ``b`` is simulated from ``fold_in(key, b)``. Two hedgers rolled out
+with the same key see identical paths (common random numbers), and the paths do not
+depend on the number of devices.
 """
 from __future__ import annotations
 
@@ -21,13 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, PartitionSpec
 
 from jaxhedge import ledger
 from jaxhedge.env import EnvParams, HedgingEnv
 from jaxhedge.markets.base import MarketPaths
 
-PATH_BLOCK = 1024
+PATH_BLOCK = 2048
 
 
 @struct.dataclass
@@ -38,32 +40,33 @@ class RolloutResult:
       pnl: terminal hedging error Pi_T = V_T - h(S_T).
       cost: total transaction cost paid.
       turnover: total |du| traded (entry and close-out included).
-      spot: (n_paths, N+1) the market path.
-      positions: (n_paths, N) shares held over each step.
+      spot: (n_paths, N+1) the market path (None unless ``keep_paths``).
+      positions: (n_paths, N) shares held over each step (None unless ``keep_paths``).
     """
 
     pnl: jax.Array
     cost: jax.Array
     turnover: jax.Array
-    spot: jax.Array
-    positions: jax.Array
+    spot: jax.Array | None = None
+    positions: jax.Array | None = None
 
 
-def simulate_paths(key, env: HedgingEnv, params: EnvParams, n_paths: int) -> MarketPaths:
-    """``n_paths`` market paths (fields (n_paths, N+1)) in key-derived blocks, device-sharded."""
-    block = min(n_paths, PATH_BLOCK)
-    n_blocks = math.ceil(n_paths / block)
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(n_blocks))
-    keys = _shard_leading_axis(keys)
-    simulate = functools.partial(env._simulate, params=params.market, n_paths=block,
-                                 n_steps=env.n_steps, dt=env.dt(params))
-    paths = jax.vmap(lambda k: simulate(k))(keys)
+def simulate_paths(key, env: HedgingEnv, params: EnvParams, n_paths: int,
+                   block_paths: int = PATH_BLOCK) -> MarketPaths:
+    """The market paths :func:`rollout` uses (fields (n_paths, N+1)), without hedging them."""
+    block, n_blocks = _blocking(n_paths, block_paths, 1)
+    keys = _block_keys(key, n_blocks)
+    paths = jax.vmap(lambda k: _simulate_block(k, env, params, block))(keys)
     return jax.tree.map(lambda a: a.reshape(n_blocks * block, -1)[:n_paths], paths)
 
 
-def run_on_paths(env: HedgingEnv, params: EnvParams, hedger, paths: MarketPaths
-                 ) -> RolloutResult:
-    """Hedge every path of ``paths`` (fields (n_paths, N+1)) with ``hedger``."""
+def run_on_paths(env: HedgingEnv, params: EnvParams, hedger, paths: MarketPaths,
+                 keep_paths: bool = True) -> RolloutResult:
+    """Hedge every path of ``paths`` (fields (n_paths, N+1)) with ``hedger``.
+
+    ``keep_paths=False`` skips returning the spot paths and positions, which saves
+    writing two (n_paths, N) arrays when only the P&L statistics are wanted.
+    """
     n_paths = paths.spot.shape[0]
     dtype = paths.spot.dtype
     account = ledger.open_account(jnp.full((n_paths,), params.premium, dtype))
@@ -72,23 +75,61 @@ def run_on_paths(env: HedgingEnv, params: EnvParams, hedger, paths: MarketPaths
     nxt = jax.tree.map(lambda a: a[1:], time_major)
     broadcast = lambda x: jnp.broadcast_to(x, (n_paths,))
 
-    def body(account, xs):
+    def body(carry, xs):
+        account, _ = carry
         t, now, nxt = xs
         obs = jax.tree.map(broadcast, env.observation(t, now, account, params))
         action = jax.vmap(hedger)(obs)
         account, _, _, pnl = env.transition(t, account, now, nxt, action, params)
-        return account, (action, pnl)
+        return (account, pnl), (action if keep_paths else None)
 
     steps = jnp.arange(env.n_steps, dtype=jnp.int32)
-    account, (actions, pnls) = jax.lax.scan(body, account, (steps, now, nxt))
-    return RolloutResult(pnl=pnls[-1], cost=account.cost, turnover=account.turnover,
-                         spot=paths.spot, positions=jnp.moveaxis(actions, 0, -1))
+    (account, pnl), actions = jax.lax.scan(body, (account, account.cash), (steps, now, nxt))
+    return RolloutResult(
+        pnl=pnl, cost=account.cost, turnover=account.turnover,
+        spot=paths.spot if keep_paths else None,
+        positions=jnp.moveaxis(actions, 0, -1) if keep_paths else None)
 
 
-@functools.partial(jax.jit, static_argnames=("env", "n_paths"))
-def rollout(key, env: HedgingEnv, params: EnvParams, hedger, n_paths: int) -> RolloutResult:
-    """``n_paths`` episodes of ``hedger`` in ``env`` (compiled once per shape)."""
-    return run_on_paths(env, params, hedger, simulate_paths(key, env, params, n_paths))
+@functools.partial(jax.jit, static_argnames=("env", "n_paths", "keep_paths", "block_paths"))
+def rollout(key, env: HedgingEnv, params: EnvParams, hedger, n_paths: int,
+            keep_paths: bool = True, block_paths: int = PATH_BLOCK) -> RolloutResult:
+    """``n_paths`` episodes of ``hedger`` in ``env`` (compiled once per shape).
+
+    Same key, ``n_paths`` and ``block_paths`` give the same paths on any number of devices.
+    """
+    devices = jax.devices()
+    block, n_blocks = _blocking(n_paths, block_paths, len(devices))
+    keys = _block_keys(key, n_blocks)
+
+    def run_blocks(keys):
+        def one_block(k):
+            paths = _simulate_block(k, env, params, block)
+            return run_on_paths(env, params, hedger, paths, keep_paths)
+        return jax.lax.map(one_block, keys)
+
+    mesh = Mesh(np.array(devices), ("blocks",))
+    spec = PartitionSpec("blocks")
+    # check_vma=False: the per-block scans start from block-invariant values (premium),
+    # which the varying-manual-axes type check would otherwise reject.
+    out = jax.shard_map(run_blocks, mesh=mesh, in_specs=spec, out_specs=spec,
+                        check_vma=False)(keys)
+    return jax.tree.map(lambda a: a.reshape(n_blocks * block, *a.shape[2:])[:n_paths], out)
+
+
+def _blocking(n_paths: int, block_paths: int, n_devices: int) -> tuple[int, int]:
+    """(paths per block, number of blocks), the block count a multiple of ``n_devices``."""
+    block = min(n_paths, block_paths)
+    n_blocks = math.ceil(n_paths / block)
+    return block, math.ceil(n_blocks / n_devices) * n_devices
+
+
+def _block_keys(key, n_blocks: int):
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(n_blocks))
+
+
+def _simulate_block(key, env: HedgingEnv, params: EnvParams, block: int) -> MarketPaths:
+    return env._simulate(key, params.market, block, env.n_steps, env.dt(params))
 
 
 def episode(key, env: HedgingEnv, params: EnvParams, hedger) -> RolloutResult:
@@ -105,12 +146,3 @@ def episode(key, env: HedgingEnv, params: EnvParams, hedger) -> RolloutResult:
     return RolloutResult(pnl=pnls[-1], cost=state.account.cost,
                          turnover=state.account.turnover, spot=state.path.spot,
                          positions=actions)
-
-
-def _shard_leading_axis(x):
-    """Spread the leading (block) axis over all devices when it divides evenly."""
-    devices = jax.devices()
-    if len(devices) == 1 or x.shape[0] % len(devices):
-        return x
-    mesh = Mesh(np.array(devices), ("paths",))
-    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec("paths")))

@@ -50,7 +50,8 @@ def test_residual_block_is_identity_with_zero_weights():
 def test_gaussian_vol_head_bounds():
     head = nets.GaussianVolHead(F, width=16, vol_min=0.01, vol_max=2.0, rngs=nnx.Rngs(0))
     # scales from tiny to huge saturate the sigmoids at both ends
-    x = jax.random.normal(jax.random.key(3), (4, 256, F)) * jnp.array([1e-3, 1.0, 1e3, 1e6])[:, None, None]
+    scales = jnp.array([1e-3, 1.0, 1e3, 1e6])[:, None, None]
+    x = jax.random.normal(jax.random.key(3), (4, 256, F)) * scales
     mu, sigma = head(x)
     assert bool(jnp.all(jnp.isfinite(mu))) and bool(jnp.all(jnp.isfinite(sigma)))
     lo, hi = np.float32(0.01), np.float32(0.91)  # the bounds as float32 rounds them

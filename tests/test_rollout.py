@@ -83,3 +83,36 @@ def test_naked_pnl_is_premium_grown_minus_payoff():
     expected = float(params.premium) * np.exp(R * T) - np.maximum(out.spot[:, -1] - K, 0)
     np.testing.assert_allclose(out.pnl, expected, rtol=1e-5, atol=1e-4)
     assert float(jnp.max(out.cost)) == 0.0
+
+
+def test_paths_and_pnl_do_not_depend_on_device_count(tmp_path):
+    """Blocks are keyed by index, so 2 XLA devices give bitwise the same result as 1."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, numpy as np\n"
+        "from jaxhedge import agents, ledger\n"
+        "from jaxhedge.env import EnvConfig, HedgingEnv\n"
+        "from jaxhedge.markets import GBMParams\n"
+        "from jaxhedge.rollout import rollout\n"
+        "env = HedgingEnv(EnvConfig(market='gbm', n_steps=8))\n"
+        "p = env.default_params(GBMParams(s0=100., mu=0.05, sigma=0.2), strike=100.,\n"
+        "    maturity=0.25, costs=ledger.CostModel(1e-3))\n"
+        "out = rollout(jax.random.PRNGKey(5), env, p, agents.DeltaHedger(), 5000,\n"
+        "    block_paths=1000)\n"
+        "np.save(OUT, np.asarray(out.pnl))\n"
+        "print(len(jax.devices()))\n"
+    )
+    results = []
+    for n_dev in (1, 2):
+        out = tmp_path / f"pnl{n_dev}.npy"
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n_dev}"}
+        proc = subprocess.run([sys.executable, "-c", code.replace("OUT", repr(str(out)))],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.strip().splitlines()[-1] == str(n_dev)
+        results.append(np.load(out))
+    assert results[0].shape == (5000,)
+    np.testing.assert_array_equal(results[0], results[1])

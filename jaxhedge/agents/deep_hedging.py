@@ -2,8 +2,10 @@ r"""Deep hedging (Buehler, Gonon, Teichmann, Wood 2019; METHODS §4.5).
 
 A network maps the observation features (:func:`jaxhedge.nets.observation_features`) to the
 hedge; training backpropagates a convex risk measure of the terminal P&L ``Pi_T`` through the
-simulated market and the one ledger (:func:`jaxhedge.rollout.episode` under ``jax.vmap``:
-pathwise gradient, the market path itself does not depend on the parameters). ``Pi_T``
+simulated market and the one ledger (:func:`jaxhedge.rollout.simulate_paths` then
+:func:`jaxhedge.rollout.run_on_paths`, i.e. exactly what :func:`jaxhedge.rollout.rollout`
+runs, so a key gives the same paths in training, pricing and evaluation; pathwise gradient,
+the market path itself does not depend on the parameters). ``Pi_T``
 includes the premium ``hparams.env.premium`` (the env's reference premium when the
 :class:`EnvParams` come from ``HedgingEnv.default_params``).
 
@@ -26,7 +28,9 @@ starts it at its optimal value for the initial network (VaR_alpha of the loss fo
 entropic risk for OCE), computed on one batch of paths.
 
 No-transaction band (``band=True``, Imaki, Imajo, Ito, Minami, Nakagawa 2021): the network
-outputs ``(a, b)`` and the hedge is ``clip(u_prev, Delta - softplus(a - c), Delta +
+reads every feature except the previous position (the band is a function of the market
+state, as in Imaki et al.; the position enters only through the clip), outputs ``(a, b)``
+and the hedge is ``clip(u_prev, Delta - softplus(a - c), Delta +
 softplus(b - c))`` with ``Delta`` the BS delta at the observed vol and ``c =``
 :data:`BAND_OFFSET` (so an untrained network starts with a narrow band, ~0.13 each side,
 instead of ``softplus(0) = 0.69``, which would leave the entry at zero shares). Without the
@@ -54,7 +58,7 @@ from jaxhedge import nets, risk
 from jaxhedge.env import EnvConfig, EnvParams, HedgingEnv
 from jaxhedge.markets import MARKETS
 from jaxhedge.pricing import bs_delta
-from jaxhedge.rollout import RolloutResult, episode
+from jaxhedge.rollout import RolloutResult, run_on_paths, simulate_paths
 
 __all__ = [
     "OBJECTIVES",
@@ -70,6 +74,8 @@ OBJECTIVES = ("entropic", "es", "oce")
 BAND_OFFSET = 2.0
 _OCE_EXP_CAP = 60.0
 _PRICE_SEED = 0x5EED
+_POSITION = nets.FEATURE_NAMES.index("position")
+assert _POSITION == nets.N_FEATURES - 1
 
 
 @struct.dataclass
@@ -120,7 +126,10 @@ class DeepHedger:
     is_call: bool = struct.field(pytree_node=False, default=True)
 
     def net_output(self, obs):
-        return nets.apply(self.graphdef, self.params, nets.observation_features(obs))
+        features = nets.observation_features(obs)
+        if self.band:  # the band depends on the market state only, not on the position
+            features = features[..., :_POSITION]
+        return nets.apply(self.graphdef, self.params, features)
 
     def band_edges(self, obs):
         """``(lower, upper)`` of the no-transaction band (band variant only)."""
@@ -168,7 +177,8 @@ class DeepHedging:
             raise ValueError(f"deep_hedging.objective: must be one of {OBJECTIVES} "
                              f"(got {self.objective!r})")
         if not isinstance(self.n_paths, int) or self.n_paths < 2:
-            raise ValueError(f"deep_hedging.n_paths: must be an integer >= 2 (got {self.n_paths!r})")
+            raise ValueError(
+                f"deep_hedging.n_paths: must be an integer >= 2 (got {self.n_paths!r})")
         if not (0.0 < self.alpha <= 1.0):
             raise ValueError(f"deep_hedging.alpha: must be in (0, 1] (got {self.alpha!r})")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
@@ -179,20 +189,23 @@ class DeepHedging:
         return HedgingEnv(self.env)
 
     def default_hparams(self, market_params=None, **env_overrides) -> DeepHedgingHParams:
-        """Hparams for the market's default params (GBM: s0 = 1, mu = 0, sigma = 0.2), K = s0.
+        """Hparams for ``market_params`` (default: the market's defaults with s0 = 100), K = s0.
 
         ``env_overrides`` go to ``HedgingEnv.default_params`` (strike, maturity, costs, ...);
-        the premium is the env's reference premium unless given.
+        the premium is the env's reference premium unless given. The default s0 = 100 with
+        ``risk_aversion = 1`` is Buehler et al.'s scale: lambda is per unit of money, so with
+        s0 = 1 the same risk appetite is lambda = 100.
         """
         if market_params is None:
-            market_params = MARKETS[self.env.market][0]()
+            market_params = MARKETS[self.env.market][0](s0=100.0)
         env_overrides.setdefault("strike", market_params.s0)
         env_params = self.hedging_env.default_params(market_params, **env_overrides)
         return DeepHedgingHParams(env=env_params, learning_rate=self.learning_rate,
                                   risk_aversion=self.risk_aversion, alpha=self.alpha)
 
     def _network(self, key) -> nnx.Module:
-        return nets.MLP(nets.N_FEATURES, 2 if self.band else 1, self.widths,
+        in_dim = nets.N_FEATURES - 1 if self.band else nets.N_FEATURES
+        return nets.MLP(in_dim, 2 if self.band else 1, self.widths,
                         rngs=nnx.Rngs(params=key))
 
     @staticmethod
@@ -203,15 +216,21 @@ class DeepHedging:
         return DeepHedger(graphdef=graphdef, params=params, band=self.band,
                           is_call=self.env.is_call)
 
-    def simulate(self, key, hedger, hparams, n_paths: int | None = None) -> RolloutResult:
-        """``n_paths`` episodes of ``hedger`` (vmap of :func:`rollout.episode`; differentiable)."""
+    def simulate(self, key, hedger, hparams, n_paths: int | None = None,
+                 keep_paths: bool = False) -> RolloutResult:
+        """``n_paths`` episodes of ``hedger``: :func:`jaxhedge.rollout.rollout` unjitted.
+
+        Same key and ``n_paths`` -> the same paths as ``rollout`` (common random numbers);
+        differentiable in the hedger's parameters. ``keep_paths`` as in ``run_on_paths``
+        (off by default: training needs only the P&L and costs).
+        """
         n = self.n_paths if n_paths is None else n_paths
-        keys = jax.random.split(key, n)
-        return jax.vmap(episode, in_axes=(0, None, None, None))(
-            keys, self.hedging_env, hparams.env, hedger)
+        env = self.hedging_env
+        paths = simulate_paths(key, env, hparams.env, n)
+        return run_on_paths(env, hparams.env, hedger, paths, keep_paths=keep_paths)
 
     def risk_objective(self, pnl, threshold, hparams):
-        """The training objective of ``pnl`` (last axis = paths) at threshold ``w = threshold*s0``."""
+        """Training objective of ``pnl`` (last axis: paths) at threshold ``w = threshold * s0``."""
         s0 = jnp.asarray(hparams.env.market.s0, pnl.dtype)
         w = threshold.astype(pnl.dtype) * s0
         lam = jnp.asarray(hparams.risk_aversion, pnl.dtype)

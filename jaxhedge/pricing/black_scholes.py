@@ -30,7 +30,7 @@ Example:
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax.scipy.special import ndtr
+from jax import lax
 
 __all__ = [
     "d1_d2",
@@ -45,6 +45,17 @@ __all__ = [
 ]
 
 _INV_SQRT_2PI = 0.3989422804014327
+
+
+def ndtr(x):
+    """Standard normal CDF as ``erfc(-x/sqrt 2)/2``: one erfc evaluation.
+
+    Why not ``jax.scipy.special.ndtr``: it evaluates erf and erfc under selects, which XLA
+    cannot fuse into one loop; this form costs one transcendental, is the hedging
+    environment's hot path (BS delta every step), and keeps full relative accuracy in the
+    left tail (erfc of a large positive argument) where prices of OTM options live.
+    """
+    return 0.5 * lax.erfc(x * -0.7071067811865476)
 
 
 def _npdf(x):

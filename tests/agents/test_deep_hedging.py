@@ -7,6 +7,8 @@ the risk term is not negligible next to the Monte-Carlo noise of the mean; with 
 would use lambda ~ 100). Held-out evaluation always uses a key not used in training and the
 same key for every hedger compared (common random numbers).
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -31,17 +33,13 @@ def make(cost=0.0, n_paths=2000, lr=3e-3, **kw):
     return agent, hp
 
 
+@functools.partial(jax.jit, static_argnames=("agent", "n_iters"))
 def train(agent, hp, key, n_iters):
     """The local training loop: init, then lax.scan over update (one compiled program)."""
-
-    @jax.jit
-    def run(key):
-        k_init, k_train = jax.random.split(key)
-        state = agent.init(k_init, hp)
-        return jax.lax.scan(lambda s, k: agent.update(k, s, hp), state,
-                            jax.random.split(k_train, n_iters))
-
-    return run(key)
+    k_init, k_train = jax.random.split(key)
+    state = agent.init(k_init, hp)
+    return jax.lax.scan(lambda s, k: agent.update(k, s, hp), state,
+                        jax.random.split(k_train, n_iters))
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +91,16 @@ def test_band_network_beats_delta_at_one_percent_cost():
     assert rho_net < rho_delta - 0.2, (rho_net, rho_delta)
     assert rho_net < rho_init - 0.1, (rho_net, rho_init)  # the training did it, not the init
     assert float(jnp.mean(net.turnover)) < float(jnp.mean(delta.turnover))  # it trades less
-    # the hedge is inside the learned band around delta at every date
+    # the hedge is clip(previous position, band): no trade inside, the nearest edge outside
     hedger = agent.hedger(state, hp)
     assert isinstance(hedger, DeepHedger) and hedger.band
+    obs, _ = env.reset(HELD_OUT, hp.env)
+    lower, upper = hedger.band_edges(obs)
+    delta = DeltaHedger()(obs)
+    assert float(lower) < float(delta) < float(upper)
+    for u_prev, expected in [(-1.0, lower), (2.0, upper), (float(delta), delta)]:
+        np.testing.assert_allclose(hedger(obs.replace(position=jnp.float32(u_prev))), expected,
+                                   rtol=1e-6)
 
 
 def test_update_jits_scans_deterministic_and_loss_decreases():
