@@ -76,7 +76,8 @@ def _best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def bench_jax(n_paths: int, n_steps: int, repeats: int):
+def jax_runner(n_paths: int, n_steps: int):
+    """(compiled run function, compile seconds, premium) for the jaxhedge rollout."""
     env = HedgingEnv(EnvConfig(market="gbm", n_steps=n_steps))
     params = env.default_params(GBMParams(s0=S0, mu=MU, sigma=SIGMA), strike=STRIKE,
                                 maturity=MATURITY, rate=RATE, costs=CostModel(EPS))
@@ -86,19 +87,39 @@ def bench_jax(n_paths: int, n_steps: int, repeats: int):
     compiled = rollout.lower(key, env, params, hedger, n_paths, keep_paths=False).compile()
     compile_s = time.perf_counter() - t0
     run = lambda: jax.block_until_ready(compiled(key, params, hedger))
+    return run, compile_s, float(params.premium)
+
+
+def bench_jax(n_paths: int, n_steps: int, repeats: int):
+    run, compile_s, premium = jax_runner(n_paths, n_steps)
     out = run()
     best = _best_of(run, repeats)
     return {"n_paths": n_paths, "n_steps": n_steps, "compile_s": compile_s, "run_s": best,
             "path_steps_per_s": n_paths * n_steps / best,
-            "mean_pnl": float(out.pnl.mean()), "premium": float(params.premium)}
+            "mean_pnl": float(out.pnl.mean()), "premium": premium}
 
 
-def bench_numpy(n_paths: int, n_steps: int, repeats: int, premium: float):
+def headline(n_paths: int, n_steps: int, repeats: int):
+    """JAX and numpy timed alternately in the same loop, best of ``repeats`` each.
+
+    Alternating makes the ratio robust to background load that changes over time.
+    """
+    run, compile_s, premium = jax_runner(n_paths, n_steps)
     rng = np.random.default_rng(0)
-    out = numpy_rollout(rng, n_paths, n_steps, premium)
-    best = _best_of(lambda: numpy_rollout(rng, n_paths, n_steps, premium), repeats)
-    return {"n_paths": n_paths, "n_steps": n_steps, "run_s": best,
-            "path_steps_per_s": n_paths * n_steps / best, "mean_pnl": float(out[0].mean())}
+    jax_pnl = run().pnl
+    np_pnl, _ = numpy_rollout(rng, n_paths, n_steps, premium)
+    jax_t, np_t = [], []
+    for _ in range(repeats):
+        jax_t.append(_best_of(run, 1))
+        np_t.append(_best_of(lambda: numpy_rollout(rng, n_paths, n_steps, premium), 1))
+    work = n_paths * n_steps
+    return {
+        "jax": {"n_paths": n_paths, "n_steps": n_steps, "compile_s": compile_s,
+                "run_s": min(jax_t), "path_steps_per_s": work / min(jax_t),
+                "mean_pnl": float(jax_pnl.mean())},
+        "numpy": {"n_paths": n_paths, "n_steps": n_steps, "run_s": min(np_t),
+                  "path_steps_per_s": work / min(np_t), "mean_pnl": float(np_pnl.mean())},
+    }
 
 
 def main(argv=None):
@@ -116,23 +137,23 @@ def main(argv=None):
         sweep.append(row)
         print(f"jax   {n:>8,} paths x {head_steps}: {row['path_steps_per_s']:.3e} path-steps/s "
               f"(compile {row['compile_s']:.2f}s)")
-    head = next(r for r in sweep if r["n_paths"] == head_paths)
-    ref = bench_numpy(head_paths, head_steps, repeats, head["premium"])
-    print(f"numpy {head_paths:>8,} paths x {head_steps}: {ref['path_steps_per_s']:.3e} "
-          f"path-steps/s")
-    ratio = head["path_steps_per_s"] / ref["path_steps_per_s"]
-    print(f"ratio jax/numpy = {ratio:.2f}")
+    head = headline(head_paths, head_steps, 2 * repeats)
+    jax_head, ref = head["jax"], head["numpy"]
+    ratio = jax_head["path_steps_per_s"] / ref["path_steps_per_s"]
+    print(f"headline {head_paths:,} x {head_steps}: jax {jax_head['path_steps_per_s']:.3e}, "
+          f"numpy {ref['path_steps_per_s']:.3e} path-steps/s, ratio {ratio:.2f}")
     result = {
         "command": "python -m benchmarks.throughput" + (" --quick" if args.quick else "")
                    + f" --out {args.out}",
         "work": "GBM, BS delta hedge of a short ATM call, proportional cost 1e-3, unwind "
                 "charged, float32",
         "headline": {"n_paths": head_paths, "n_steps": head_steps},
-        "jax_path_steps_per_s": head["path_steps_per_s"],
+        "jax_path_steps_per_s": jax_head["path_steps_per_s"],
         "numpy_path_steps_per_s": ref["path_steps_per_s"],
         "ratio": ratio,
-        "jax_compile_s": head["compile_s"],
-        "mean_pnl": {"jax": head["mean_pnl"], "numpy": ref["mean_pnl"]},
+        "jax_compile_s": jax_head["compile_s"],
+        "mean_pnl": {"jax": jax_head["mean_pnl"], "numpy": ref["mean_pnl"]},
+        "load_average": os.getloadavg(),
         "sweep": sweep,
         "env": {k: os.environ.get(k) for k in ("XLA_FLAGS", "OPENBLAS_CORETYPE")},
         **run_metadata(),

@@ -55,6 +55,9 @@ class TrainConfig:
       seed: base seed; member ``(h, s)`` uses ``fold_in(key(seed), s)`` for every hparam set h.
       n_seeds: seeds per hyperparameter set (inner vmap axis).
       keep_checkpoints: how many most recent checkpoints to keep on disk.
+
+    The field names are :func:`jaxhedge.train.run_training` keywords:
+    ``run_training(agent, hp, run_dir=..., config=to_dict(cfg), **dataclasses.asdict(cfg.train))``.
     """
 
     n_steps: int = 1000

@@ -15,10 +15,11 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 __all__ = ["TrainState", "Train", "Members", "make_train", "make_members", "member_keys",
-           "stack_hparams", "all_finite"]
+           "stack_hparams", "all_finite", "strong_types", "ChunkSummary"]
 
 
 @struct.dataclass
@@ -90,7 +91,7 @@ def make_train(agent, n_steps_per_chunk: int) -> Train:
 
     def init(key, hparams) -> TrainState:
         k_init, k_train = jax.random.split(key)
-        return TrainState(agent_state=agent.init(k_init, hparams), key=k_train,
+        return TrainState(agent_state=strong_types(agent.init(k_init, hparams)), key=k_train,
                           step=jnp.zeros((), jnp.int32))
 
     def train_chunk(train_state: TrainState, hparams):
@@ -103,6 +104,19 @@ def make_train(agent, n_steps_per_chunk: int) -> Train:
         return jax.lax.scan(body, train_state, None, length=n)
 
     return Train(init, train_chunk, n)
+
+
+def strong_types(tree):
+    """``tree`` with weak-typed leaves made strong (same dtype, same values).
+
+    A state restored from a checkpoint is always strongly typed; making a fresh one strong
+    too means both compile to the same program, so resuming is bitwise exact.
+    """
+    def strong(x):
+        if not isinstance(x, jax.Array) or jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return x
+        return jax.lax.convert_element_type(x, x.dtype)
+    return jax.tree.map(strong, tree)
 
 
 def all_finite(tree) -> jax.Array:
@@ -154,4 +168,6 @@ def stack_hparams(hparams_list) -> Any:
     hparams_list = list(hparams_list)
     if not hparams_list:
         raise ValueError("hparams: need at least one hyperparameter set")
-    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *hparams_list)
+    # through numpy so leaves are never weakly typed (like hparams restored from a checkpoint)
+    return jax.tree.map(lambda *xs: jnp.asarray(np.stack([np.asarray(x) for x in xs])),
+                        *hparams_list)

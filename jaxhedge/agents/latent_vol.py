@@ -1,0 +1,92 @@
+"""The papers' latent-volatility Gaussian policy and REINFORCE-with-baseline pieces.
+
+Shared by Adaptive-QLBS (METHODS §4.2) and RLOP (§4.3). The policy network
+(:class:`jaxhedge.nets.GaussianVolHead`) maps observation features to ``(mu_pi, sigma_pi)``;
+an action is a volatility ``vol ~ N(mu_pi, sigma_pi)`` and the hedge is the Black-Scholes
+delta at that volatility, ``u = e^{-q tau} N(d1(S, K, tau, r, vol))``, which keeps a call's
+hedge in [0, 1]. Sampled vols are floored at ``VOL_FLOOR`` before the delta is taken (a
+Gaussian sample can be negative); the log-probability is that of the unfloored sample.
+
+Shapes: every function broadcasts over leading batch dimensions.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxhedge import nets
+from jaxhedge.pricing import bs_delta, bs_price
+
+VOL_FLOOR = 1e-3
+
+
+def gaussian_log_prob(x, mean, std):
+    """log N(x; mean, std^2), elementwise."""
+    z = (x - mean) / std
+    return -0.5 * z * z - jnp.log(std) - 0.5 * jnp.log(2 * jnp.pi)
+
+
+def delta_at_vol(obs, vol, is_call=True):
+    """BS delta of the short option's hedge at volatility ``vol`` (floored at VOL_FLOOR)."""
+    return bs_delta(obs.spot, obs.strike, obs.time_to_maturity, obs.rate,
+                    jnp.maximum(vol, VOL_FLOOR), obs.div_yield, is_call)
+
+
+def price_at_vol(obs, vol, is_call=True):
+    """BS price at a (learned) volatility: the papers' price head ``C_BS(S, K, tau, r; vol)``."""
+    return bs_price(obs.spot, obs.strike, obs.time_to_maturity, obs.rate,
+                    jnp.maximum(vol, VOL_FLOOR), obs.div_yield, is_call)
+
+
+@struct.dataclass
+class LatentVolPolicy:
+    """A callable hedger: the policy's MEAN vol gives the hedge (deterministic evaluation).
+
+    ``graphdef`` is static; ``params`` are the network's arrays. ``dist(obs)`` returns the
+    Gaussian ``(mu_pi, sigma_pi)`` used for sampling during training.
+    """
+
+    graphdef: object = struct.field(pytree_node=False)
+    params: object
+    is_call: bool = struct.field(pytree_node=False, default=True)
+
+    def dist(self, obs):
+        return nets.apply(self.graphdef, self.params, nets.observation_features(obs))
+
+    def sample(self, key, obs):
+        """(vol, log_prob) of one sampled action per observation."""
+        mean, std = self.dist(obs)
+        vol = mean + std * jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean))
+        return vol, gaussian_log_prob(vol, mean, std)
+
+    def __call__(self, obs):
+        mean, _ = self.dist(obs)
+        return delta_at_vol(obs, mean, self.is_call)
+
+
+def discounted_returns(rewards, gamma):
+    """G_t = sum_k gamma^k r_{t+k} along the LAST axis (time), by a reverse scan."""
+    rewards = jnp.moveaxis(rewards, -1, 0)
+
+    def body(g, r):
+        g = r + gamma * g
+        return g, g
+
+    _, returns = jax.lax.scan(body, jnp.zeros_like(rewards[0]), rewards, reverse=True)
+    return jnp.moveaxis(returns, 0, -1)
+
+
+def reinforce_losses(log_probs, returns, baseline, gamma=1.0):
+    """(policy loss, baseline loss) of REINFORCE with a learned baseline.
+
+    ``log_probs``, ``returns``, ``baseline``: (..., T). Policy loss
+    ``-mean(gamma^t (G_t - b_t) log pi)`` with the advantage held constant
+    (stop_gradient); baseline loss ``mean((G_t - b_t)^2)``. The advantage is a per-sample
+    vector, never broadcast against another axis.
+    """
+    t = jnp.arange(log_probs.shape[-1], dtype=log_probs.dtype)
+    advantage = jax.lax.stop_gradient(returns - baseline)
+    policy = -jnp.mean(gamma**t * advantage * log_probs)
+    value = jnp.mean((jax.lax.stop_gradient(returns) - baseline) ** 2)
+    return policy, value
