@@ -1,0 +1,528 @@
+r"""Adaptive-QLBS (METHODS §4.2; Chen, Hu, Yi, Sun, arXiv 2601.01709, Definition 1).
+
+Value with a diminishing weight ``d(t) = 1 - t/N`` and a standard-deviation penalty,
+
+    V_t = E_t[ -d(t) Pi_t - lambda sum_{tau=t}^{N} gamma^{tau-t} sqrt(Var Pi_tau) ],
+
+price ``C = -max_pi V_0``. The policy is the papers' latent-volatility Gaussian policy
+(:class:`jaxhedge.agents.latent_vol.LatentVolPolicy` on a :class:`jaxhedge.nets.GaussianVolHead`):
+an action is a vol ``vol ~ N(mu_pi(s), sigma_pi(s))`` and the hedge is the BS delta at it.
+
+One training iteration (:meth:`AdaptiveQLBS.update`), as in the authors' code:
+
+1. sample ``n_envs`` contracts from the training distribution in the hparams
+   (mu ~ N(mu_mean, mu_std), sigma, K, S0, eps uniform; T = N dt);
+2. simulate one GBM path per env (:func:`jaxhedge.markets.gbm.simulate`);
+3. ``lax.scan`` over t = 0..N-1 along that path: sample ``vol_t ~ N(mu_pi, sigma_pi)``, hedge
+   ``u_t = N(d1(vol_t))``; estimate the reward ``r_t`` from ``RS = n_continuations`` fresh GBM
+   continuations from S_t to maturity (vmapped over envs x continuations, an inner ``lax.scan``
+   over the continuation's dates): the hedge at t is fixed to ``u_t``, later hedges follow the
+   current policy's MEAN vol (see "Continuations" below), and on each continuation
+
+       Pi_t = gamma^{N-t} h(S_N) - sum_{s=t}^{N-1} u_s (gamma^{s+1-t} S_{s+1} - gamma^{s-t} S_s)
+              + eps sum_{s=t}^{N-1} gamma^{s+1-t} |u_{s+1} - u_s| S_{s+1},   u_N := 0,
+       Pi_{t+1} = (Pi_t + u_t (gamma S_{t+1} - S_t)) / gamma,
+       r_t = gamma (1 - (t+1)/N) mean Pi_{t+1} - (1 - t/N) mean Pi_t - lambda std(Pi_t) [dt]
+
+   (means and the sample std, ddof = 1, over the RS continuations; the ``dt`` factor is the
+   authors' code, on by default, flag :attr:`AdaptiveQLBS.step_penalty_dt`);
+4. returns ``G_t = sum_k gamma^k r_{t+k}``; REINFORCE with a learned baseline ``b(s)`` (a
+   separate small :class:`jaxhedge.nets.ResidualMLP` on top of the control variate
+   ``-(1 - t/N) C_BS(sigma_obs)``, see :meth:`AdaptiveQLBS._baseline`): minimise ``mean (G_t - b(s_t))^2`` and
+   ``-mean gamma^t (G_t - b) log pi(vol_t | s_t)`` (:func:`latent_vol.reinforce_losses`), one
+   Adam step on (policy, baseline).
+
+The rewards are computed with the parameters held constant (``stop_gradient``); the sampled
+vol is a constant in ``log pi`` (score-function estimator, no reparameterisation leak).
+
+Continuations: the hedges after t follow the policy MEAN, not samples. The reward is meant to
+score the action at t under "the current policy" afterwards; the mean is the policy the agent
+is evaluated with (:meth:`hedger`) and the one whose vol is the price, and sampling the later
+vols would add exploration noise to the std(Pi_t) estimate (inflating the penalty by a term
+that does not depend on u_t), i.e. only variance to the REINFORCE signal.
+
+Normalised units. Each env is simulated in units of its strike (``S -> S/K``, ``K -> 1``).
+Every quantity in the reward (Pi, its mean and std) is positively homogeneous of degree 1 in
+``(S, K)`` and the network features (:func:`jaxhedge.nets.observation_features`: log-moneyness,
+normalised moneyness clipped to +-10, tau, t, r, mu, sigma, eps, position) are scale-free, so
+this only rescales each env's reward by 1/K: the per-state optimal policy is unchanged and the
+price in money units is K times the normalised one (BS is homogeneous). Rewards are then O(0.1)
+whatever S0/K, which keeps the baseline regression well scaled. Inputs are bounded by the
+feature clip and outputs by :class:`GaussianVolHead` (``mu_pi`` a scaled sigmoid in
+(vol_min, vol_max), ``sigma_pi`` in (0.01, 0.91)); the published code fed the unclipped
+moneyness (~1e3 at sigma = 0.01 near expiry) into an ``exp`` head and diverged at init.
+
+Price head: ``V(s) = -C_BS(S, K, tau, r; sigma_hat(s))`` with ``sigma_hat`` the policy-mean
+network, so :meth:`price` is a Black-Scholes price at a learned state-dependent vol.
+:meth:`mc_value` also gives a direct Monte-Carlo estimate of ``-V_0`` for the trained mean policy
+(the quantity of Proposition 1, non-decreasing in lambda).
+
+Deviations from METHODS / the papers (and why):
+
+* The networks do not read lambda (``observation_features`` has no lambda slot); lambda is a
+  dynamic hparam, so one agent is trained per lambda. Proposition 1 is checked across agents.
+* The continuation hedges use the policy mean (above); no entry cost at t = 0 (the METHODS
+  formula has none: its cost sum starts with the trade at t + 1).
+* Money is normalised by K (above); the rate r is one hparam scalar (not sampled).
+"""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import tomllib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from jaxhedge import nets
+from jaxhedge.agents.latent_vol import (LatentVolPolicy, delta_at_vol, discounted_returns,
+                                        gaussian_log_prob, price_at_vol, reinforce_losses)
+from jaxhedge.env import OPTION_TYPES, Observation
+from jaxhedge.markets import gbm
+from jaxhedge.pricing import bs_price
+
+__all__ = [
+    "AdaptiveQLBS",
+    "AdaptiveQLBSHParams",
+    "AdaptiveQLBSState",
+    "PRESETS",
+    "presets",
+    "load_preset",
+    "portfolio_values",
+    "step_reward",
+]
+
+PRESET_DIR = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "adaptive_qlbs"
+
+
+# --------------------------------------------------------------------------- the formulas
+def portfolio_values(spots, hedges, strike, eps, gamma, t, is_call=True):
+    """``Pi_t`` of METHODS §4.2 on continuations, by the closed (forward-sum) formula.
+
+    Args:
+      spots: ``(..., N+1)`` continuation prices; only ``s >= t`` is read.
+      hedges: ``(..., N)`` hedges ``u_s``; only ``s >= t`` is read (``u_N := 0`` is implied).
+      strike, eps, gamma: broadcast against ``spots[..., 0]``.
+      t: date (may be traced).
+
+    Returns ``Pi_t`` shaped ``spots.shape[:-1]``.
+    """
+    n = hedges.shape[-1]
+    dtype = spots.dtype
+    s = jnp.arange(n, dtype=jnp.int32)
+    active = s >= t
+    g = jnp.asarray(gamma, dtype)[..., None]
+    e = jnp.asarray(eps, dtype)[..., None]
+    expo = (s - t).astype(dtype)  # gamma^{s-t}
+    u_next = jnp.concatenate([hedges[..., 1:], jnp.zeros_like(hedges[..., :1])], axis=-1)
+    s_now, s_next = spots[..., :-1], spots[..., 1:]
+    trade = hedges * (g ** (expo + 1) * s_next - g**expo * s_now)
+    cost = e * g ** (expo + 1) * jnp.abs(u_next - hedges) * s_next
+    flows = jnp.where(active, -trade + cost, 0.0)
+    payoff = jnp.maximum(jnp.where(is_call, 1.0, -1.0) * (spots[..., -1] - strike), 0.0)
+    return g[..., 0] ** (n - jnp.asarray(t, dtype)) * payoff + jnp.sum(flows, axis=-1)
+
+
+def step_reward(spots, hedges, strike, eps, gamma, t, risk_aversion, dt, is_call=True,
+                step_penalty_dt=True):
+    """``r_t`` of METHODS §4.2 from RS continuations (their axis: the LAST batch axis).
+
+    ``spots`` ``(..., RS, N+1)``, ``hedges`` ``(..., RS, N)`` with ``hedges[..., t]`` the fixed
+    ``u_t``; ``strike``, ``eps``, ``gamma`` shaped ``(...)`` or scalars. Returns ``(...)``.
+    """
+    n = hedges.shape[-1]
+    dtype = spots.dtype
+    expand = lambda x: jnp.asarray(x, dtype)[..., None]
+    g = expand(gamma)
+    pi_t = portfolio_values(spots, hedges, expand(strike), expand(eps), g, t, is_call)
+    s_t = jnp.take(spots, t, axis=-1)
+    s_t1 = jnp.take(spots, t + 1, axis=-1)
+    u_t = jnp.take(hedges, t, axis=-1)
+    pi_t1 = (pi_t + u_t * (g * s_t1 - s_t)) / g
+    tf = jnp.asarray(t, dtype)
+    std = jnp.std(pi_t, axis=-1, ddof=1)
+    penalty = jnp.asarray(risk_aversion, dtype) * std
+    if step_penalty_dt:
+        penalty = penalty * jnp.asarray(dt, dtype)
+    return (g[..., 0] * (1 - (tf + 1) / n) * jnp.mean(pi_t1, axis=-1)
+            - (1 - tf / n) * jnp.mean(pi_t, axis=-1) - penalty)
+
+
+# --------------------------------------------------------------------------- pytrees
+@struct.dataclass
+class AdaptiveQLBSHParams:
+    """Dynamic (vmappable) hyperparameters, including the training distribution of contracts.
+
+    mu ~ N(mu_mean, mu_std); sigma ~ U(sigma_lo, sigma_hi); K ~ U(strike_lo, strike_hi);
+    S0 ~ U(s0_lo, s0_hi); eps ~ U(cost_lo, cost_hi); T = n_steps * dt (n_steps static);
+    gamma = exp(-rate dt).
+    """
+
+    learning_rate: jax.Array | float = 1e-4
+    risk_aversion: jax.Array | float = 0.02
+    dt: jax.Array | float = 7 / 252
+    rate: jax.Array | float = 0.0
+    mu_mean: jax.Array | float = 0.0
+    mu_std: jax.Array | float = 1.0
+    sigma_lo: jax.Array | float = 0.01
+    sigma_hi: jax.Array | float = 1.01
+    strike_lo: jax.Array | float = 0.3
+    strike_hi: jax.Array | float = 1.7
+    s0_lo: jax.Array | float = 0.3
+    s0_hi: jax.Array | float = 1.7
+    cost_lo: jax.Array | float = 0.0
+    cost_hi: jax.Array | float = 0.01
+
+
+@struct.dataclass
+class AdaptiveQLBSState:
+    """Agent state: graphdefs static; params ``{"policy", "baseline"}``; Adam state; step."""
+
+    policy_graphdef: Any = struct.field(pytree_node=False)
+    baseline_graphdef: Any = struct.field(pytree_node=False)
+    params: Any
+    opt_state: Any
+    step: jax.Array
+
+
+@struct.dataclass
+class _Contracts:
+    mu: jax.Array
+    sigma: jax.Array
+    strike: jax.Array
+    s0: jax.Array
+    eps: jax.Array
+
+
+# --------------------------------------------------------------------------- the agent
+@dataclasses.dataclass(frozen=True)
+class AdaptiveQLBS:
+    """Adaptive-QLBS agent (static configuration; see the module docstring).
+
+    Attributes:
+      n_envs: parallel environments (contracts, one path each) per iteration.
+      n_steps: N, hedging dates per contract (T = N dt).
+      n_continuations: RS, continuations per (env, date) estimating the reward.
+      width / n_blocks / layers_per_block: the policy's :class:`nets.ResidualMLP` trunk.
+      baseline_width / baseline_blocks: the baseline network (ResidualMLP, 1 output).
+      vol_min / vol_max: bounds of the policy mean vol (:class:`nets.GaussianVolHead`).
+      step_penalty_dt: multiply the std penalty by dt (the authors' code).
+      option: "call" or "put".
+      learning_rate / risk_aversion: defaults for :meth:`default_hparams`.
+    """
+
+    n_envs: int = 2500
+    n_steps: int = 4
+    n_continuations: int = 200
+    width: int = 64
+    n_blocks: int = 3
+    layers_per_block: int = 3
+    baseline_width: int = 32
+    baseline_blocks: int = 1
+    vol_min: float = 0.01
+    vol_max: float = 2.0
+    step_penalty_dt: bool = True
+    option: str = "call"
+    learning_rate: float = 1e-4
+    risk_aversion: float = 0.02
+    name: str = "adaptive_qlbs"
+
+    def __post_init__(self):
+        for f in ("n_envs", "n_steps", "width", "n_blocks", "layers_per_block",
+                  "baseline_width", "baseline_blocks"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"adaptive_qlbs.{f}: must be an integer >= 1 (got {v!r})")
+        if not isinstance(self.n_continuations, int) or self.n_continuations < 2:
+            raise ValueError("adaptive_qlbs.n_continuations: must be an integer >= 2 "
+                             f"(got {self.n_continuations!r})")
+        if self.option not in OPTION_TYPES:
+            raise ValueError(f"adaptive_qlbs.option: must be one of {OPTION_TYPES} "
+                             f"(got {self.option!r})")
+        if not 0.0 < self.vol_min < self.vol_max:
+            raise ValueError("adaptive_qlbs.vol_min/vol_max: need 0 < vol_min < vol_max")
+
+    @property
+    def is_call(self) -> bool:
+        return self.option == "call"
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def preset(cls, name: str):
+        """``(agent, hparams)`` of a named preset (:data:`PRESETS`)."""
+        if name not in PRESETS:
+            raise ValueError(f"adaptive_qlbs preset: unknown {name!r}; choose one of "
+                             f"{sorted(PRESETS)}")
+        agent_kw, hp_kw = PRESETS[name]
+        agent = cls(**agent_kw)
+        return agent, agent.default_hparams().replace(**hp_kw)
+
+    def default_hparams(self) -> AdaptiveQLBSHParams:
+        return AdaptiveQLBSHParams(learning_rate=self.learning_rate,
+                                   risk_aversion=self.risk_aversion)
+
+    # ------------------------------------------------------------------ networks
+    def _networks(self, key):
+        k_pol, k_base = jax.random.split(key)
+        policy = nets.GaussianVolHead(nets.N_FEATURES, self.width, self.n_blocks,
+                                      self.layers_per_block, vol_min=self.vol_min,
+                                      vol_max=self.vol_max, rngs=nnx.Rngs(params=k_pol))
+        baseline = nets.ResidualMLP(nets.N_FEATURES, 1, self.baseline_width,
+                                    self.baseline_blocks, 2, rngs=nnx.Rngs(params=k_base))
+        return nets.split(policy), nets.split(baseline)
+
+    @staticmethod
+    def _optimizer(hparams):
+        return optax.inject_hyperparams(optax.adam)(learning_rate=hparams.learning_rate)
+
+    def _policy(self, state, params=None) -> LatentVolPolicy:
+        return LatentVolPolicy(graphdef=state.policy_graphdef,
+                               params=state.params["policy"] if params is None else params,
+                               is_call=self.is_call)
+
+    def _baseline(self, state, params, obs, t):
+        """``b(s_t) = -(1 - t/N) C_BS(S_t, K, tau, r; sigma_obs) + net(s_t)`` (strike units).
+
+        The BS term is a control variate: ``E[G_t] = -(1 - t/N) E[Pi_t] - penalties`` and
+        ``E[Pi_t]`` is close to the BS value for any reasonable hedge, so the baseline is
+        right to O(penalty) from the first iteration (returns range over [-4.7, 0] on the
+        paper distribution, deep ITM included), and the network only learns the residual.
+        """
+        prior = -(1.0 - t / self.n_steps) * price_at_vol(obs, obs.vol, self.is_call)
+        net = nets.apply(state.baseline_graphdef, params, nets.observation_features(obs))
+        return prior + net[..., 0]
+
+    # ------------------------------------------------------------------ protocol
+    def init(self, key, hparams: AdaptiveQLBSHParams) -> AdaptiveQLBSState:
+        (pg, pp), (bg, bp) = self._networks(key)
+        params = {"policy": pp, "baseline": bp}
+        return AdaptiveQLBSState(policy_graphdef=pg, baseline_graphdef=bg, params=params,
+                                 opt_state=self._optimizer(hparams).init(params),
+                                 step=jnp.zeros((), jnp.int32))
+
+    def sample_contracts(self, key, hparams) -> _Contracts:
+        """``n_envs`` contracts from the training distribution (each field ``(n_envs,)``)."""
+        dtype = jnp.result_type(float)
+        ks = jax.random.split(key, 5)
+        n = (self.n_envs,)
+        u = lambda k, lo, hi: jax.random.uniform(k, n, dtype, jnp.asarray(lo, dtype),
+                                                 jnp.asarray(hi, dtype))
+        return _Contracts(
+            mu=jnp.asarray(hparams.mu_mean, dtype)
+            + jnp.asarray(hparams.mu_std, dtype) * jax.random.normal(ks[0], n, dtype),
+            sigma=u(ks[1], hparams.sigma_lo, hparams.sigma_hi),
+            strike=u(ks[2], hparams.strike_lo, hparams.strike_hi),
+            s0=u(ks[3], hparams.s0_lo, hparams.s0_hi),
+            eps=u(ks[4], hparams.cost_lo, hparams.cost_hi))
+
+    def _obs(self, spot, t, c: _Contracts, hparams, position) -> Observation:
+        """Observation in strike units (strike 1) at date t; contract fields broadcast."""
+        dtype = spot.dtype
+        dt = jnp.asarray(hparams.dt, dtype)
+        b = lambda x: jnp.broadcast_to(jnp.asarray(x, dtype), spot.shape)
+        return Observation(
+            spot=spot, strike=b(1.0), time_to_maturity=b((self.n_steps - t) * dt),
+            elapsed=b(t * dt), rate=b(hparams.rate), div_yield=b(0.0), drift=b(c.mu),
+            vol=b(c.sigma), cost=b(c.eps), cost_multiplier=b(1.0), position=b(position))
+
+    def rollout(self, key, policy_params, state, hparams, contracts: _Contracts, *,
+                sample_actions=True):
+        """The training episode in strike units. Returns a dict of ``(n_envs, N)`` arrays:
+        ``spot`` (S_t/K), ``position`` (u_{t-1}), ``vol`` (action), ``hedge`` (u_t),
+        ``reward`` (r_t); ``sample_actions=False`` takes the policy mean on the main path
+        too (evaluation: then ``sum_t gamma^t r_t`` estimates V_0 of the mean policy).
+        """
+        n, rs = self.n_steps, self.n_continuations
+        policy = self._policy(state, policy_params)
+        dtype = jnp.result_type(float)
+        dt = jnp.asarray(hparams.dt, dtype)
+        gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * dt)
+        c = contracts
+        k_path, k_act, k_cont = jax.random.split(key, 3)
+        path_keys = jax.random.split(k_path, self.n_envs)
+        sim_params = gbm.GBMParams(s0=c.s0 / c.strike, mu=c.mu, sigma=c.sigma)
+        spots = jax.vmap(lambda k, p: gbm.simulate(k, p, 1, n, dt).spot[0])(
+            path_keys, sim_params)                                           # (E, N+1)
+        cb = jax.tree.map(lambda x: x[:, None], c)                           # (E, 1)
+        s_idx = jnp.arange(n + 1)
+
+        def continuations(k, s_t, t):
+            """(E, RS, N+1): S^c_s = S_t for s <= t, a fresh GBM path from S_t after."""
+            keys = jax.random.split(k, self.n_envs)
+            p = gbm.GBMParams(s0=s_t, mu=c.mu, sigma=c.sigma)
+            fresh = jax.vmap(lambda kk, pp: gbm.simulate(kk, pp, rs, n, dt).spot)(keys, p)
+            return jnp.take(fresh, jnp.clip(s_idx - t, 0, n), axis=-1)
+
+        def cont_hedges(cont, u_t, t):
+            """(E, RS, N): u_t at s <= t, then the policy mean along the continuation."""
+
+            def body(u_prev, s):
+                def act(u_prev):
+                    obs = self._obs(cont[..., s], s, cb, hparams, u_prev)
+                    return policy(obs).astype(dtype)
+
+                u = jax.lax.cond(s > t, act, lambda u: u, u_prev)
+                return u, u
+
+            u0 = jnp.broadcast_to(u_t[:, None], (self.n_envs, rs)).astype(dtype)
+            _, us = jax.lax.scan(body, u0, jnp.arange(1, n))
+            return jnp.concatenate([u0[None], us], axis=0).transpose(1, 2, 0)
+
+        def step(u_prev, xs):
+            t, k_a, k_c = xs
+            obs = self._obs(spots[:, t], t, c, hparams, u_prev)
+            mean, std = policy.dist(obs)
+            if sample_actions:
+                vol = mean + std * jax.random.normal(k_a, mean.shape, mean.dtype)
+            else:
+                vol = mean
+            u_t = delta_at_vol(obs, vol, self.is_call).astype(dtype)
+            cont = continuations(k_c, spots[:, t], t)
+            hedges = cont_hedges(cont, u_t, t)
+            r = step_reward(cont, hedges, 1.0, c.eps, gamma, t, hparams.risk_aversion, dt,
+                            self.is_call, self.step_penalty_dt)
+            out = {"spot": spots[:, t], "position": u_prev, "vol": vol, "hedge": u_t,
+                   "reward": r, "mean_vol": mean}
+            return u_t, out
+
+        xs = (jnp.arange(n), jax.random.split(k_act, n), jax.random.split(k_cont, n))
+        _, out = jax.lax.scan(step, jnp.zeros((self.n_envs,), dtype), xs)
+        return jax.tree.map(lambda a: jnp.moveaxis(a, 0, 1), out)
+
+    def update(self, key, state: AdaptiveQLBSState, hparams: AdaptiveQLBSHParams):
+        """One iteration (module docstring, steps 1-4). Jittable, scannable, no callbacks."""
+        k_c, k_r = jax.random.split(key)
+        contracts = self.sample_contracts(k_c, hparams)
+        ep = self.rollout(k_r, jax.lax.stop_gradient(state.params["policy"]), state, hparams,
+                          contracts)
+        ep = jax.lax.stop_gradient(ep)
+        dtype = ep["reward"].dtype
+        gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * jnp.asarray(hparams.dt, dtype))
+        returns = discounted_returns(ep["reward"], gamma)                    # (E, N)
+        t = jnp.arange(self.n_steps)
+        cb = jax.tree.map(lambda x: x[:, None], contracts)
+        obs = self._obs(ep["spot"], t[None, :], cb, hparams, ep["position"])
+
+        def loss_fn(params):
+            mean, std = self._policy(state, params["policy"]).dist(obs)
+            log_probs = gaussian_log_prob(ep["vol"], mean, std)
+            baseline = self._baseline(state, params["baseline"], obs, t[None, :])
+            pol, val = reinforce_losses(log_probs, returns, baseline, gamma)
+            return pol + val, (pol, val)
+
+        (loss, (pol, val)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        opt_state = state.opt_state
+        hyper = dict(opt_state.hyperparams)
+        hyper["learning_rate"] = jnp.asarray(hparams.learning_rate,
+                                             jnp.asarray(hyper["learning_rate"]).dtype)
+        opt_state = opt_state._replace(hyperparams=hyper)
+        updates, opt_state = self._optimizer(hparams).update(grads, opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        # price error of the t = 0 price head vs BS at the true sigma, in strike units
+        sig_hat = ep["mean_vol"][:, 0]
+        tau = self.n_steps * jnp.asarray(hparams.dt, dtype)
+        s0 = ep["spot"][:, 0]
+        c_hat = bs_price(s0, 1.0, tau, hparams.rate, sig_hat, 0.0, self.is_call)
+        c_bs = bs_price(s0, 1.0, tau, hparams.rate, contracts.sigma, 0.0, self.is_call)
+        metrics = {
+            "loss": loss,
+            "policy_loss": pol,
+            "baseline_loss": val,
+            "mean_reward": jnp.mean(ep["reward"]),
+            "mean_return0": jnp.mean(returns[:, 0]),
+            "mean_vol_err0": jnp.mean(jnp.abs(sig_hat - contracts.sigma)),
+            "price_mae0": jnp.mean(jnp.abs(c_hat - c_bs)),
+            "grad_norm": optax.global_norm(grads),
+        }
+        return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+    def hedger(self, state: AdaptiveQLBSState, hparams=None) -> LatentVolPolicy:
+        """The trained policy (mean vol -> BS delta) as a hedger for ``rollout.rollout``."""
+        del hparams
+        return self._policy(state)
+
+    def implied_vol(self, state: AdaptiveQLBSState, obs):
+        """``sigma_hat(s)``: the policy-mean vol at ``obs`` (any batch shape)."""
+        mean, _ = self._policy(state).dist(obs)
+        return mean
+
+    def price(self, state: AdaptiveQLBSState, hparams, obs):
+        """``C = C_BS(S, K, tau, r; sigma_hat(s))`` = -V(s) of the price head (any batch shape)."""
+        del hparams
+        return price_at_vol(obs, self.implied_vol(state, obs), self.is_call)
+
+    def mc_value(self, key, state: AdaptiveQLBSState, hparams, contracts: _Contracts):
+        """Monte-Carlo ``-V_0`` (money units) of the trained MEAN policy, per contract.
+
+        ``-sum_t gamma^t r_t`` on one main path per env with mean-vol actions, rewards from
+        RS continuations as in training; ``contracts`` fields shaped ``(n_envs,)``. This is
+        the value of Definition 1 (Proposition 1: non-decreasing in lambda), not the price
+        head.
+        """
+        ep = self.rollout(key, state.params["policy"], state, hparams, contracts,
+                          sample_actions=False)
+        dtype = ep["reward"].dtype
+        gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * jnp.asarray(hparams.dt, dtype))
+        g0 = discounted_returns(ep["reward"], gamma)[:, 0]
+        return -g0 * contracts.strike
+
+
+def make_contracts(mu, sigma, strike, s0, eps) -> _Contracts:
+    """Explicit contracts for :meth:`AdaptiveQLBS.mc_value` (arrays broadcast to one shape)."""
+    arrs = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.result_type(float))
+                                  for x in (mu, sigma, strike, s0, eps)))
+    return _Contracts(*arrs)
+
+
+# --------------------------------------------------------------------------- presets
+#: name -> (AdaptiveQLBS kwargs, AdaptiveQLBSHParams overrides). Mirrored by
+#: experiments/adaptive_qlbs/<name>.toml (a test keeps them equal).
+PRESETS: dict[str, tuple[dict, dict]] = {
+    "paper": (
+        dict(n_envs=2500, n_steps=4, n_continuations=200, width=64, n_blocks=3,
+             layers_per_block=3, step_penalty_dt=True, option="call",
+             learning_rate=1e-4, risk_aversion=0.02),
+        dict(dt=7 / 252, rate=0.0, mu_mean=0.0, mu_std=1.0, sigma_lo=0.01, sigma_hi=1.01,
+             strike_lo=0.3, strike_hi=1.7, s0_lo=0.3, s0_hi=1.7, cost_lo=0.0, cost_hi=0.01),
+    ),
+    "smoke": (
+        dict(n_envs=128, n_steps=4, n_continuations=16, width=16, n_blocks=1,
+             layers_per_block=1, baseline_width=16, step_penalty_dt=True, option="call",
+             learning_rate=1e-3, risk_aversion=0.02),
+        dict(dt=7 / 252, rate=0.0, mu_mean=0.0, mu_std=1.0, sigma_lo=0.01, sigma_hi=1.01,
+             strike_lo=0.3, strike_hi=1.7, s0_lo=0.3, s0_hi=1.7, cost_lo=0.0, cost_hi=0.01),
+    ),
+}
+
+
+def presets() -> dict[str, tuple[AdaptiveQLBS, AdaptiveQLBSHParams]]:
+    """Every preset as ``{name: (agent, hparams)}``."""
+    return {name: AdaptiveQLBS.preset(name) for name in PRESETS}
+
+
+def load_preset(path) -> tuple[AdaptiveQLBS, AdaptiveQLBSHParams, dict]:
+    """``(agent, hparams, train)`` from a preset TOML (``[agent]``, ``[hparams]``, ``[train]``).
+
+    ``hparams`` may give ``maturity`` instead of ``dt`` (then dt = maturity / n_steps).
+    Unknown keys raise ``ValueError`` naming them.
+    """
+    data = tomllib.loads(pathlib.Path(path).read_text())
+    unknown = set(data) - {"agent", "hparams", "train"}
+    if unknown:
+        raise ValueError(f"adaptive_qlbs preset {path}: unknown sections {sorted(unknown)}")
+    agent_kw = dict(data.get("agent", {}))
+    fields = {f.name for f in dataclasses.fields(AdaptiveQLBS)}
+    if bad := set(agent_kw) - fields:
+        raise ValueError(f"adaptive_qlbs preset {path}: unknown agent keys {sorted(bad)}")
+    agent = AdaptiveQLBS(**agent_kw)
+    hp_kw = dict(data.get("hparams", {}))
+    if "maturity" in hp_kw:
+        hp_kw["dt"] = hp_kw.pop("maturity") / agent.n_steps
+    hp_fields = {f.name for f in dataclasses.fields(AdaptiveQLBSHParams)}
+    if bad := set(hp_kw) - hp_fields:
+        raise ValueError(f"adaptive_qlbs preset {path}: unknown hparams keys {sorted(bad)}")
+    hp = agent.default_hparams().replace(**{k: float(v) for k, v in hp_kw.items()})
+    return agent, hp, dict(data.get("train", {}))

@@ -1,0 +1,628 @@
+r"""RLOP: forward replication with stacked expiries (METHODS §4.3; arXiv 2601.01709 Def. 2,
+arXiv 2205.05600).
+
+One training episode = one GBM path per environment, ``n_envs`` environments, each with its
+own market drawn from the training distribution in :class:`RLOPHParams` (paper preset:
+``mu ~ N(0, 4)``, ``sigma ~ U(0.01, 2.01)``, ``S0 ~ U(0.3, 1.7)``, ``K`` uniform on
+``[strike_lo, strike_hi]`` (1 in the preset), ``eps ~ U(0, 0.01)``; fresh paths every update).
+
+**Stacked expiries.** Along the path S_0..S_N the agent runs N portfolios at once, one per
+expiry i = 1..N, held as an ``(n_envs, N)`` array (column i-1 is expiry i). Portfolio i starts
+from the price estimator's value ``Pi_0^(i) = C_hat(S_0, K, i dt)`` and at date t < i holds
+``u_t^(i)`` chosen from an observation whose remaining time is ITS OWN ``(i - t) dt``
+(the published reference code pairs the portfolios with reversed remaining times; we do
+not). It evolves
+
+    Pi_{t+1} = e^{r dt}(Pi_t - u_t S_t) + u_t S_{t+1} - TC(u_{t+1} - u_t, S_{t+1}),
+
+with ``TC`` = :func:`jaxhedge.ledger.transaction_cost` (proportional eps per env),
+``u_i^(i) := 0`` (the position is unwound at expiry; its cost is charged when
+``charge_unwind``, the papers' training convention) and, as in the formula, no cost on the
+entry trade unless ``charge_entry``. After its expiry a column is frozen (masked), so at the
+end of the scan column i-1 holds ``Pi_i^(i)``. The time loop is one ``lax.scan`` over t; the
+expiries are an array axis (:func:`stacked_replication`).
+
+**Rewards.** Portfolio i is settled at i with ``H(h(S_i), Pi_i^(i))``, zero before; with the
+signed error ``x = h - Pi`` (shortfall when positive) the objectives are
+
+* ``"abs"``: ``-|x|`` and ``"squared"``: ``-x^2`` (the papers' H),
+* ``"shortfall"``: ``-max(0, x)^p`` (:func:`risk.shortfall`),
+* ``"shortfall_prob"``: ``-sigmoid(k x)`` (:func:`risk.smooth_shortfall_probability` with
+  temperature 1/k), k annealed geometrically from ``k_start`` to ``k_end`` over
+  ``anneal_steps`` updates (k in 1/money units: S0 ~ 1 here),
+* ``"cvar"``: CVaR_alpha of the shortfall in the Rockafellar--Uryasev form
+  ``w + (SF - w)^+ / alpha`` (:func:`risk.cvar_rockafellar_uryasev`, per sample) with a
+  learned threshold ``w`` (its mean over samples is the CVaR objective).
+  The project additions (METHODS §4.3); the paper preset uses ``"squared"``.
+
+**Price estimator.** ``C_hat = price_at_vol(obs_0, vol_hat)``: a BS price at the MEAN latent
+vol of a separate small :class:`nets.GaussianVolHead`. It is trained by regression toward
+``stop_gradient(C_hat) + (h(S_i) - Pi_i^(i))``, i.e. to the fixed point where the mean signed
+terminal error is zero (the policy's objective sees the premium detached).
+
+**Policy.** The latent-vol Gaussian policy of :mod:`jaxhedge.agents.latent_vol`.
+
+* ``estimator="reinforce"`` (the paper): vol ~ N(mu_pi, sigma_pi), hedge = BS delta at vol.
+  Each (date t, expiry i) pair with t < i is one sample; its return is the discounted
+  terminal reward of its own portfolio, ``G_t^(i) = gamma^(i-1-t) H_i``
+  (:func:`discounted_returns`), and a learned baseline ``b(s)`` (an MLP on the same
+  features) gives the advantage. Returns, baselines and advantages are PER-SAMPLE vectors
+  of the same shape (:func:`per_sample_advantage` refuses to broadcast; the published code
+  broadcast an (n, 1) baseline against (n,) returns into an n x n matrix).
+* ``estimator="pathwise"`` (project addition): the hedge is the delta at the policy MEAN (no
+  sampling) and the gradient of ``-mean H`` flows through the simulated ledger to the
+  network (the path does not depend on the parameters).
+
+Deviations / choices (documented):
+* ``GaussianVolHead`` bounds the latent vol to ``(vol_min, vol_max)`` (default (0.01, 3.0),
+  so that sigma up to 2.01 of the paper's distribution is reachable).
+* The REINFORCE value loss is averaged over the active (t, i) pairs only.
+* ``dt`` of the paper preset is 1/52 (weekly dates, four of them); the papers' text does
+  not fix it beyond N = 4, so it is an hparam.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from jaxhedge import ledger, nets, risk
+from jaxhedge.agents.latent_vol import (LatentVolPolicy, delta_at_vol, discounted_returns,
+                                        price_at_vol, reinforce_losses)
+from jaxhedge.env import Observation
+from jaxhedge.markets import gbm
+
+__all__ = [
+    "OBJECTIVES",
+    "ESTIMATORS",
+    "RLOP",
+    "RLOPHParams",
+    "RLOPState",
+    "Replication",
+    "RLOPPreset",
+    "stacked_replication",
+    "per_sample_advantage",
+    "terminal_reward",
+    "paper",
+    "smoke",
+    "load_preset",
+]
+
+OBJECTIVES = ("abs", "squared", "shortfall", "shortfall_prob", "cvar")
+ESTIMATORS = ("reinforce", "pathwise")
+PRESET_DIR = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "rlop"
+
+
+# ---------------------------------------------------------------------------- hparams / state
+@struct.dataclass
+class RLOPHParams:
+    """Dynamic (vmappable) hyperparameters: learning rates and the training distribution.
+
+    mu ~ N(mu_mean, mu_std^2); sigma, S0, K, eps uniform on [lo, hi] (lo == hi fixes them).
+    """
+
+    lr_policy: float = 1e-3
+    lr_price: float = 1e-3
+    mu_mean: float = 0.0
+    mu_std: float = 2.0
+    sigma_lo: float = 0.01
+    sigma_hi: float = 2.01
+    s0_lo: float = 0.3
+    s0_hi: float = 1.7
+    strike_lo: float = 1.0
+    strike_hi: float = 1.0
+    eps_lo: float = 0.0
+    eps_hi: float = 0.01
+    rate: float = 0.0
+    dt: float = 1.0 / 52
+
+
+@struct.dataclass
+class RLOPState:
+    """Agent state: the three networks' params, the CVaR threshold, two Adam states, step."""
+
+    policy_def: Any = struct.field(pytree_node=False)
+    price_def: Any = struct.field(pytree_node=False)
+    baseline_def: Any = struct.field(pytree_node=False)
+    policy: Any
+    price: Any
+    baseline: Any
+    threshold: jax.Array
+    opt_policy: Any
+    opt_price: Any
+    step: jax.Array
+
+
+@struct.dataclass
+class Market:
+    """Per-environment market of one episode; every field (n_envs,)."""
+
+    s0: jax.Array
+    strike: jax.Array
+    mu: jax.Array
+    sigma: jax.Array
+    eps: jax.Array
+
+
+@struct.dataclass
+class Replication:
+    """Outcome of :func:`stacked_replication`; ``n`` envs, ``N`` expiries (column i-1 = expiry i).
+
+    Attributes:
+      terminal: (n, N) Pi_i^(i), each portfolio's value at its own expiry.
+      payoff: (n, N) h(S_i).
+      hedges: (N_t, n, N) u_t^(i) (zero for t >= i).
+      tau: (N_t, n, N) the remaining time each hedge was chosen with ((i - t) dt when active).
+      active: (N_t, N) bool, t < i.
+      aux: whatever the hedge function returned beside the hedge, stacked (N_t, n, N).
+      cost: (n, N) total transaction cost of each portfolio.
+    """
+
+    terminal: jax.Array
+    payoff: jax.Array
+    hedges: jax.Array
+    tau: jax.Array
+    active: jax.Array
+    aux: Any
+    cost: jax.Array
+
+
+# ---------------------------------------------------------------------------- pure pieces
+def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostModel,
+                        hedge_fn: Callable, keys=None, *, drift=0.0, vol=0.2,
+                        is_call=True, charge_entry=False, charge_unwind=True) -> Replication:
+    """All expiries' portfolios along ``spots`` (n, N+1) in one ``lax.scan`` over dates.
+
+    ``premiums`` (n, N): Pi_0^(i). ``strike``, ``drift``, ``vol``, ``costs`` fields broadcast
+    against (n,) (one per env). ``hedge_fn(key_t, obs) -> (u, aux)`` maps an
+    :class:`Observation` with fields (n, N) (expiry i in column i-1, remaining time
+    ``(i - t) dt``, previous position ``u_{t-1}^(i)``) to hedges (n, N) and any aux pytree;
+    ``keys`` (N,) one per date (or None). Inactive columns (t >= i) get hedge 0, and a
+    placeholder remaining time ``dt`` so no NaN is produced there.
+    """
+    spots = jnp.asarray(spots)
+    n, n_dates = spots.shape
+    big_n = n_dates - 1
+    dtype = spots.dtype
+    cast = lambda x: jnp.asarray(x, dtype)
+    dt, rate = cast(dt), cast(rate)
+    col = lambda x: jnp.broadcast_to(cast(x), (n,))[:, None]  # (n, 1)
+    strike_c, drift_c, vol_c = col(strike), col(drift), col(vol)
+    costs = jax.tree.map(col, costs)
+    expiry = jnp.arange(1, big_n + 1)  # (N,)
+    growth = jnp.exp(rate * dt)
+    if keys is None:
+        keys = jax.random.split(jax.random.key(0), big_n)
+
+    def body(carry, xs):
+        pi, u_prev, cost = carry
+        t, key, s_now, s_next = xs
+        active = expiry > t  # (N,)
+        tau = jnp.where(active, (expiry - t) * dt, dt).astype(dtype)
+        obs = Observation(
+            spot=jnp.broadcast_to(s_now[:, None], (n, big_n)),
+            strike=jnp.broadcast_to(strike_c, (n, big_n)),
+            time_to_maturity=jnp.broadcast_to(tau, (n, big_n)),
+            elapsed=jnp.broadcast_to(t * dt, (n, big_n)).astype(dtype),
+            rate=jnp.broadcast_to(rate, (n, big_n)),
+            div_yield=jnp.zeros((n, big_n), dtype),
+            drift=jnp.broadcast_to(drift_c, (n, big_n)),
+            vol=jnp.broadcast_to(vol_c, (n, big_n)),
+            cost=jnp.broadcast_to(costs.proportional, (n, big_n)),
+            cost_multiplier=jnp.ones((n, big_n), dtype),
+            position=u_prev,
+        )
+        u, aux = hedge_fn(key, obs)
+        u = jnp.where(active, u.astype(dtype), 0.0)
+        # trade at t: cost TC(u_t - u_{t-1}, S_t) (the entry trade at t = 0 only if charged)
+        charge = active & ((t > 0) | charge_entry)
+        tc = jnp.where(charge, ledger.transaction_cost(u - u_prev, s_now[:, None], costs), 0.0)
+        pi_next = growth * (pi - tc - u * s_now[:, None]) + u * s_next[:, None]
+        # unwind at expiry i = t + 1: u_i^(i) := 0
+        settle = expiry == t + 1
+        unwind = jnp.where(settle & charge_unwind,
+                           ledger.transaction_cost(-u, s_next[:, None], costs), 0.0)
+        pi_next = pi_next - unwind
+        pi = jnp.where(active, pi_next, pi)
+        cost = cost + tc + unwind
+        return (pi, u, cost), (u, jnp.broadcast_to(tau, (n, big_n)), aux)
+
+    init = (cast(premiums) * jnp.ones((n, big_n), dtype), jnp.zeros((n, big_n), dtype),
+            jnp.zeros((n, big_n), dtype))
+    xs = (jnp.arange(big_n), keys, spots[:, :-1].T, spots[:, 1:].T)
+    (pi, _, cost), (hedges, taus, aux) = jax.lax.scan(body, init, xs)
+    payoff = ledger.payoff(spots[:, 1:], strike_c, is_call)
+    active = expiry[None, :] > jnp.arange(big_n)[:, None]
+    return Replication(terminal=pi, payoff=payoff, hedges=hedges, tau=taus, active=active,
+                       aux=aux, cost=cost)
+
+
+def per_sample_advantage(returns, baseline):
+    """``returns - baseline`` as a per-sample vector of ``returns``' shape.
+
+    ``baseline`` may carry trailing singleton axes (a network's (n, 1) output); it is
+    reshaped, never broadcast against another sample axis (the published code's (n,1) - (n,)
+    gave an n x n matrix). Raises ValueError when the sizes differ.
+    """
+    returns = jnp.asarray(returns)
+    baseline = jnp.asarray(baseline)
+    if baseline.size != returns.size:
+        raise ValueError(f"per_sample_advantage: baseline {baseline.shape} vs returns "
+                         f"{returns.shape}: one baseline per sample is required")
+    return returns - baseline.reshape(returns.shape)
+
+
+def terminal_reward(objective: str, payoff, terminal, *, k=1.0, power=2.0, alpha=0.05,
+                    threshold=0.0):
+    """Per-sample reward H(h, Pi) of ``objective`` (see the module docstring), shape of Pi."""
+    pnl = terminal - payoff  # Pi - h: the hedger's P&L, negative = shortfall
+    if objective == "abs":
+        return -jnp.abs(pnl)
+    if objective == "squared":
+        return -pnl * pnl
+    if objective == "shortfall":
+        return -risk.shortfall(pnl) ** power
+    if objective == "shortfall_prob":
+        return -risk.smooth_shortfall_probability(pnl[..., None], 1.0 / k)
+    if objective == "cvar":
+        # RU per sample with L = SF: w + (SF - w)^+/alpha; mean over samples = RU objective
+        return -risk.cvar_rockafellar_uryasev(-risk.shortfall(pnl)[..., None], threshold, alpha)
+    raise ValueError(f"rlop.objective: unknown {objective!r}")
+
+
+# ---------------------------------------------------------------------------- the agent
+@dataclasses.dataclass(frozen=True)
+class RLOP:
+    """RLOP agent (static configuration; see the module docstring).
+
+    Attributes:
+      n_envs: environments (one path each) per update.
+      n_steps: N, dates per path = number of stacked expiries.
+      objective: one of :data:`OBJECTIVES`.
+      estimator: "reinforce" (paper) or "pathwise".
+      width / n_blocks / layers_per_block: the policy's residual network.
+      price_width / price_blocks: the price estimator's (smaller) residual network.
+      baseline_widths: the REINFORCE baseline MLP.
+      vol_min / vol_max: latent-vol bounds of both heads.
+      option: "call" or "put".
+      power: p of the "shortfall" objective.
+      cvar_alpha: tail probability of the "cvar" objective.
+      k_start / k_end / anneal_steps: sharpness schedule of "shortfall_prob" (1/money units).
+      charge_entry / charge_unwind: ledger flags (METHODS §2; paper training: unwind only).
+    """
+
+    n_envs: int = 1000
+    n_steps: int = 4
+    objective: str = "squared"
+    estimator: str = "reinforce"
+    width: int = 64
+    n_blocks: int = 2
+    layers_per_block: int = 2
+    price_width: int = 32
+    price_blocks: int = 1
+    baseline_widths: tuple[int, ...] = (32, 32)
+    vol_min: float = 0.01
+    vol_max: float = 3.0
+    option: str = "call"
+    power: float = 2.0
+    cvar_alpha: float = 0.1
+    k_start: float = 10.0
+    k_end: float = 200.0
+    anneal_steps: int = 500
+    charge_entry: bool = False
+    charge_unwind: bool = True
+    name: str = "rlop"
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective: must be one of {OBJECTIVES} (got {self.objective!r})")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator: must be one of {ESTIMATORS} (got {self.estimator!r})")
+        if self.option not in ("call", "put"):
+            raise ValueError(f"option: must be 'call' or 'put' (got {self.option!r})")
+        for name in ("n_envs", "n_steps", "width", "n_blocks", "layers_per_block",
+                     "price_width", "anneal_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: must be >= 1 (got {getattr(self, name)!r})")
+        if not 0.0 < self.cvar_alpha <= 1.0:
+            raise ValueError(f"cvar_alpha: must be in (0, 1] (got {self.cvar_alpha!r})")
+        if self.k_start <= 0 or self.k_end <= 0:
+            raise ValueError("k_start: k_start and k_end must be > 0")
+        object.__setattr__(self, "baseline_widths", tuple(int(w) for w in self.baseline_widths))
+
+    @property
+    def is_call(self) -> bool:
+        return self.option == "call"
+
+    def default_hparams(self) -> RLOPHParams:
+        return RLOPHParams()
+
+    # ------------------------------------------------------------------ networks
+    def _networks(self, key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        policy = nets.GaussianVolHead(nets.N_FEATURES, self.width, self.n_blocks,
+                                      self.layers_per_block, vol_min=self.vol_min,
+                                      vol_max=self.vol_max, rngs=nnx.Rngs(params=k1))
+        price = nets.GaussianVolHead(nets.N_FEATURES, self.price_width, self.price_blocks, 1,
+                                     vol_min=self.vol_min, vol_max=self.vol_max,
+                                     rngs=nnx.Rngs(params=k2))
+        baseline = nets.MLP(nets.N_FEATURES, 1, self.baseline_widths, rngs=nnx.Rngs(params=k3))
+        return nets.split(policy), nets.split(price), nets.split(baseline)
+
+    @staticmethod
+    def _adam(lr):
+        return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+
+    def _policy(self, state: RLOPState, params=None) -> LatentVolPolicy:
+        return LatentVolPolicy(graphdef=state.policy_def,
+                               params=state.policy if params is None else params,
+                               is_call=self.is_call)
+
+    def _price_vol(self, price_def, price_params, obs):
+        mean, _ = nets.apply(price_def, price_params, nets.observation_features(obs))
+        return mean
+
+    def temperature_k(self, step):
+        """Sharpness k of "shortfall_prob" at update ``step`` (geometric annealing)."""
+        frac = jnp.clip(jnp.asarray(step, jnp.float32) / self.anneal_steps, 0.0, 1.0)
+        return self.k_start * (self.k_end / self.k_start) ** frac
+
+    # ------------------------------------------------------------------ simulation
+    def sample_market(self, key, hparams: RLOPHParams, n: int | None = None) -> Market:
+        n = self.n_envs if n is None else n
+        dtype = jnp.result_type(float)
+        k = jax.random.split(key, 5)
+        u = lambda kk, lo, hi: lo + (hi - lo) * jax.random.uniform(kk, (n,), dtype)
+        return Market(
+            s0=u(k[0], hparams.s0_lo, hparams.s0_hi),
+            strike=u(k[1], hparams.strike_lo, hparams.strike_hi),
+            mu=hparams.mu_mean + hparams.mu_std * jax.random.normal(k[2], (n,), dtype),
+            sigma=u(k[3], hparams.sigma_lo, hparams.sigma_hi),
+            eps=u(k[4], hparams.eps_lo, hparams.eps_hi),
+        )
+
+    def simulate_paths(self, key, market: Market, dt):
+        """(n, N+1) GBM paths, one per env with its own (s0, mu, sigma) (markets.gbm)."""
+        keys = jax.random.split(key, market.s0.shape[0])
+        one = lambda k, s0, mu, sig: gbm.simulate(
+            k, gbm.GBMParams(s0=s0, mu=mu, sigma=sig), 1, self.n_steps, dt).spot[0]
+        return jax.vmap(one)(keys, market.s0, market.mu, market.sigma)
+
+    def premiums(self, price_def, price_params, market: Market, hparams, dtype):
+        """(n, N) C_hat(S_0, K, i dt) for i = 1..N."""
+        obs = self._start_obs(market, hparams, dtype)
+        return price_at_vol(obs, self._price_vol(price_def, price_params, obs), self.is_call)
+
+    def _start_obs(self, market: Market, hparams, dtype) -> Observation:
+        """(n, N) observations at t = 0 for every expiry i dt, i = 1..N."""
+        n, big_n = market.s0.shape[0], self.n_steps
+        tau = jnp.arange(1, big_n + 1, dtype=dtype) * hparams.dt
+        shape = (n, big_n)
+        b = lambda x: jnp.broadcast_to(jnp.asarray(x, dtype)[..., None] if jnp.ndim(x) else
+                                       jnp.asarray(x, dtype), shape)
+        obs = Observation(spot=b(market.s0), strike=b(market.strike),
+                          time_to_maturity=jnp.broadcast_to(tau, shape),
+                          elapsed=jnp.zeros(shape, dtype), rate=b(hparams.rate),
+                          div_yield=jnp.zeros(shape, dtype), drift=b(market.mu),
+                          vol=b(market.sigma), cost=b(market.eps),
+                          cost_multiplier=jnp.ones(shape, dtype),
+                          position=jnp.zeros(shape, dtype))
+        return obs
+
+    def replicate(self, key, state: RLOPState, hparams, policy_params, premiums, paths,
+                  market: Market, mode: str) -> Replication:
+        """Stacked replication with the policy: ``mode`` "sample" (REINFORCE) or "mean"."""
+        policy = self._policy(state, policy_params)
+
+        def hedge_fn(k, obs):
+            if mode == "mean":
+                mean, _ = policy.dist(obs)
+                return delta_at_vol(obs, mean, self.is_call), ()
+            vol, logp = policy.sample(k, obs)
+            vol = jax.lax.stop_gradient(vol)
+            b = nets.apply(state.baseline_def, state.baseline,
+                           nets.observation_features(obs))[..., 0]
+            return delta_at_vol(obs, vol, self.is_call), (logp, b)
+
+        keys = jax.random.split(key, self.n_steps)
+        return stacked_replication(
+            paths, premiums, market.strike, hparams.rate, hparams.dt,
+            ledger.CostModel(proportional=market.eps), hedge_fn, keys, drift=market.mu,
+            vol=market.sigma, is_call=self.is_call, charge_entry=self.charge_entry,
+            charge_unwind=self.charge_unwind)
+
+    # ------------------------------------------------------------------ protocol
+    def init(self, key, hparams: RLOPHParams) -> RLOPState:
+        (pdef, pparams), (cdef, cparams), (bdef, bparams) = self._networks(key)
+        dtype = jnp.result_type(float)
+        threshold = jnp.zeros((), dtype)
+        return RLOPState(
+            policy_def=pdef, price_def=cdef, baseline_def=bdef, policy=pparams,
+            price=cparams, baseline=bparams, threshold=threshold,
+            opt_policy=self._adam(hparams.lr_policy).init((pparams, bparams, threshold)),
+            opt_price=self._adam(hparams.lr_price).init(cparams),
+            step=jnp.zeros((), jnp.int32))
+
+    def _rewards(self, rep: Replication, state, threshold):
+        return terminal_reward(self.objective, rep.payoff, rep.terminal,
+                               k=self.temperature_k(state.step), power=self.power,
+                               alpha=self.cvar_alpha, threshold=threshold)
+
+    def losses(self, key, state: RLOPState, hparams, trainable=None):
+        """(policy loss, (price loss, metrics)) of one batch; ``trainable`` = (policy, baseline,
+        threshold, price) params (default: the state's)."""
+        if trainable is None:
+            trainable = (state.policy, state.baseline, state.threshold, state.price)
+        pparams, bparams, threshold, cparams = trainable
+        k_mkt, k_path, k_act = jax.random.split(key, 3)
+        market = self.sample_market(k_mkt, hparams)
+        paths = self.simulate_paths(k_path, market, hparams.dt)
+        dtype = paths.dtype
+        prem = self.premiums(state.price_def, cparams, market, hparams, dtype)
+        prem_sg = jax.lax.stop_gradient(prem)
+        st = state.replace(baseline=bparams)
+        mode = "mean" if self.estimator == "pathwise" else "sample"
+        rep = self.replicate(k_act, st, hparams, pparams, prem_sg, paths, market, mode)
+        rewards = self._rewards(rep, state, threshold)  # (n, N)
+        objective = -jnp.mean(rewards)
+
+        if self.estimator == "pathwise":
+            policy_loss = objective
+            value_loss = jnp.zeros((), dtype)
+        else:
+            logp, base = rep.aux  # (N_t, n, N)
+            big_n = self.n_steps
+            gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * hparams.dt)
+            # reward of portfolio i arrives after the action at t = i - 1
+            onehot = jnp.eye(big_n, dtype=dtype)  # [i-1, t]
+            per_t = jax.lax.stop_gradient(rewards)[:, :, None] * onehot[None]  # (n, N_i, N_t)
+            returns = discounted_returns(per_t, gamma)  # (n, N_i, N_t)
+            active = rep.active.T[None]  # (1, N_i, N_t)
+            logp_it = jnp.transpose(logp, (1, 2, 0))  # (n, N_i, N_t)
+            base_it = jnp.transpose(base, (1, 2, 0))
+            returns = jnp.where(active, returns, jax.lax.stop_gradient(base_it))
+            logp_it = jnp.where(active, logp_it, 0.0)
+            flat = lambda a: a.reshape(-1)
+            _ = per_sample_advantage(flat(returns), flat(base_it))  # shape check
+            pol, value_loss = reinforce_losses(flat(logp_it), flat(returns), flat(base_it))
+            frac = jnp.mean(jnp.broadcast_to(active, returns.shape).astype(dtype))
+            policy_loss = pol / frac
+            value_loss = value_loss / frac
+            if self.objective == "cvar":  # the threshold's own (exact) gradient
+                policy_loss = policy_loss + jnp.mean(-self._rewards(
+                    rep.replace(terminal=jax.lax.stop_gradient(rep.terminal)), state,
+                    threshold))
+        # price: regression to C_sg + (h - Pi), fixed point mean signed error = 0
+        err = jax.lax.stop_gradient(rep.payoff - rep.terminal)
+        target = prem_sg + err
+        price_loss = jnp.mean((prem - target) ** 2)
+        metrics = {
+            "loss": objective,
+            "value_loss": value_loss,
+            "price_loss": price_loss,
+            "mean_error": jnp.mean(err),
+            "rmse": jnp.sqrt(jnp.mean(err * err)),
+            "shortfall_prob": jnp.mean((rep.terminal < rep.payoff).astype(dtype)),
+            "mean_cost": jnp.mean(rep.cost),
+            "threshold": threshold,
+        }
+        return policy_loss + value_loss + price_loss, metrics
+
+    def update(self, key, state: RLOPState, hparams: RLOPHParams):
+        """One iteration: n_envs fresh paths, stacked replication, one Adam step per group."""
+        trainable = (state.policy, state.baseline, state.threshold, state.price)
+        grads, metrics = jax.grad(
+            lambda tr: self.losses(key, state, hparams, tr), has_aux=True)(trainable)
+        g_pol = grads[:3]
+        g_price = grads[3]
+
+        def step(opt, lr, g, params):
+            hyper = dict(opt.hyperparams)
+            hyper["learning_rate"] = jnp.asarray(lr, jnp.asarray(hyper["learning_rate"]).dtype)
+            opt = opt._replace(hyperparams=hyper)
+            upd, opt = self._adam(lr).update(g, opt, params)
+            return optax.apply_updates(params, upd), opt
+
+        (pparams, bparams, threshold), opt_policy = step(
+            state.opt_policy, hparams.lr_policy, g_pol, trainable[:3])
+        cparams, opt_price = step(state.opt_price, hparams.lr_price, g_price, state.price)
+        new_state = state.replace(policy=pparams, baseline=bparams, threshold=threshold,
+                                  price=cparams, opt_policy=opt_policy, opt_price=opt_price,
+                                  step=state.step + 1)
+        return new_state, metrics
+
+    def evaluate(self, key, state: RLOPState, hparams, n_envs: int | None = None,
+                 bs_premium: bool = False) -> dict:
+        """Deterministic (mean-hedge) objective and errors on fresh episodes from ``key``.
+
+        ``bs_premium``: start every portfolio from the BS price at the env's true sigma
+        instead of the learned price (isolates the hedge's quality from the price's).
+        """
+        n = self.n_envs if n_envs is None else n_envs
+        k_mkt, k_path = jax.random.split(key)
+        market = self.sample_market(k_mkt, hparams, n)
+        paths = self.simulate_paths(k_path, market, hparams.dt)
+        if bs_premium:
+            obs = self._start_obs(market, hparams, paths.dtype)
+            prem = price_at_vol(obs, obs.vol, self.is_call)
+        else:
+            prem = self.premiums(state.price_def, state.price, market, hparams, paths.dtype)
+        rep = self.replicate(key, state, hparams, state.policy, prem, paths, market, "mean")
+        rewards = self._rewards(rep, state, state.threshold)
+        err = rep.payoff - rep.terminal
+        return {"loss": -jnp.mean(rewards), "mse": jnp.mean(err * err),
+                "mean_error": jnp.mean(err),
+                "shortfall_prob": jnp.mean((err > 0).astype(err.dtype))}
+
+    def hedger(self, state: RLOPState, hparams: RLOPHParams | None = None) -> LatentVolPolicy:
+        """The policy's mean hedge as a pytree-callable hedger (works with rollout)."""
+        del hparams
+        return self._policy(state)
+
+    def price(self, state: RLOPState, hparams, obs):
+        """Learned price C_hat(obs) = BS price at the price estimator's latent vol."""
+        del hparams
+        return price_at_vol(obs, self._price_vol(state.price_def, state.price, obs),
+                            self.is_call)
+
+
+# ---------------------------------------------------------------------------- presets
+@dataclasses.dataclass(frozen=True)
+class TrainSection:
+    n_updates: int = 1000
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RLOPPreset:
+    """A preset file: ``[agent]`` (RLOP fields), ``[hparams]``, ``[train]``."""
+
+    agent: RLOP = RLOP()
+    hparams: RLOPHParams = RLOPHParams()
+    train: TrainSection = TrainSection()
+
+
+def load_preset(name_or_path, overrides=()) -> RLOPPreset:
+    """Load ``experiments/rlop/<name>.toml`` (or a path) with ``--set``-style overrides."""
+    from jaxhedge.config import load_config
+
+    path = pathlib.Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.toml"
+    return load_config(RLOPPreset, path, overrides)
+
+
+def paper(**agent_overrides) -> tuple[RLOP, RLOPHParams]:
+    """The paper preset: 1,000 envs, 4 steps, the paper's distribution, squared H, REINFORCE."""
+    return RLOP(n_envs=1000, n_steps=4, **agent_overrides), RLOPHParams()
+
+
+def smoke(**agent_overrides) -> tuple[RLOP, RLOPHParams]:
+    """A tiny configuration that trains in seconds on 2 CPU cores (narrow distribution)."""
+    kw = dict(n_envs=256, n_steps=4, width=16, n_blocks=1, layers_per_block=1,
+              price_width=16, baseline_widths=(16,), estimator="pathwise")
+    kw.update(agent_overrides)
+    hp = RLOPHParams(lr_policy=3e-3, lr_price=3e-3, mu_std=0.0, sigma_lo=0.15, sigma_hi=0.25,
+                     s0_lo=0.9, s0_hi=1.1, eps_lo=0.0, eps_hi=0.0, dt=1.0 / 12)
+    return RLOP(**kw), hp
+
+
+def fit(agent: RLOP, hparams: RLOPHParams, key, n_updates: int):
+    """init then ``lax.scan`` of ``update`` (jaxhedge.train.make_train); (state, metrics)."""
+    from jaxhedge.train.loop import make_train
+
+    train = make_train(agent, n_updates)
+
+    @jax.jit
+    def run(key, hparams):
+        ts = train.init(key, hparams)
+        ts, metrics = train.train_chunk(ts, hparams)
+        return ts.agent_state, metrics
+
+    return run(key, hparams)
