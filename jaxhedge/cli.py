@@ -126,6 +126,105 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+TRAIN_AGENTS = ("deep-hedging",)
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", help="train a learning agent (or --resume a run)")
+    p.add_argument("--agent", choices=TRAIN_AGENTS)
+    p.add_argument("--preset", help="experiments/<agent>/<preset>.toml")
+    p.add_argument("--config", type=Path, help="a TOML job file")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a config field, e.g. train.n_steps=500")
+    p.add_argument("--seeds", type=_int_at_least(1), help="= train.n_seeds")
+    p.add_argument("--steps", type=_int_at_least(1), help="= train.n_steps")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run")
+    p.add_argument("--out", type=Path)
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    import dataclasses
+
+    from jaxhedge import train
+    from jaxhedge.config import to_dict
+
+    if args.resume is not None:
+        if not (args.resume / "checkpoints").is_dir():
+            raise BadInput(f"--resume: no run at {args.resume}")
+        result = _training_errors(lambda: train.resume_training(args.resume, args.steps))
+        return _report_training(result)
+    if args.agent is None or args.out is None:
+        raise BadInput("train: --agent and --out are required (or --resume RUN_DIR)")
+    from jaxhedge.train.jobs import load_job
+
+    overrides = list(args.overrides)
+    if args.seeds is not None:
+        overrides.append(f"train.n_seeds={args.seeds}")
+    if args.steps is not None:
+        overrides.append(f"train.n_steps={args.steps}")
+    try:
+        job = load_job(args.agent, args.preset, args.config, overrides)
+        agent, hparams = job.build()
+    except ValueError as err:
+        raise BadInput(str(err).splitlines()[0]) from None
+    result = _training_errors(lambda: train.run_training(
+        agent, hparams, run_dir=args.out, config=to_dict(job),
+        **dataclasses.asdict(job.train)))
+    return _report_training(result)
+
+
+def _training_errors(fn):
+    from jaxhedge.train import NonFiniteError, RunDirError
+
+    try:
+        return fn()
+    except RunDirError as err:
+        raise BadInput(str(err).splitlines()[0]) from None
+    except NonFiniteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _report_training(result) -> int:
+    info = result.info
+    final = info.get("final_metrics") or {}
+    print(f"trained {info.get('agent_name', 'agent')} to step {info.get('step'):,} in "
+          f"{info.get('wall_s', 0):.1f}s (compile {info.get('compile_s', 0):.1f}s); "
+          f"params_sha256 {info.get('params_sha256', '')[:16]}")
+    if final:
+        print("final metrics:", final)
+    print(f"wrote {result.run_dir}/run.json")
+    return 0
+
+
+def _add_eval(sub):
+    p = sub.add_parser("eval", help="evaluate a trained run beside BS delta and "
+                                    "Whalley-Wilmott on the same paths")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--market", choices=MARKET_NAMES, help="default: the training market")
+    p.add_argument("--paths", type=_int_at_least(1), default=100_000)
+    p.add_argument("--seed", type=_int_at_least(0), default=1)
+    p.add_argument("--member", type=_int_at_least(0), default=0)
+    p.add_argument("--risk-aversion", type=_float_in(0, 1e9, lo_open=True), default=1.0,
+                   help="Whalley-Wilmott lambda")
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args) -> int:
+    from jaxhedge.evaluate import evaluate_run
+
+    if not (args.run_dir / "checkpoints").is_dir():
+        raise BadInput(f"run_dir: no trained run at {args.run_dir}")
+    try:
+        evaluate_run(args.run_dir, args.out, market=args.market, n_paths=args.paths,
+                     seed=args.seed, member=args.member, risk_aversion=args.risk_aversion)
+    except ValueError as err:
+        raise BadInput(str(err).splitlines()[0]) from None
+    return 0
+
+
 class _progress:
     """Rich progress bar over chunks, shown only when there is more than one chunk."""
 
@@ -154,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxhedge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_hedge(sub)
+    _add_train(sub)
+    _add_eval(sub)
     _add_demo(sub)
     return parser
 
@@ -162,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     from jaxhedge.cpu import use_all_cores
 
     use_all_cores()  # before JAX starts: one XLA device per core for the sharded rollout
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's read-only notices
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

@@ -10,13 +10,13 @@ from jaxhedge.train.checkpoint import CheckpointMismatch, Checkpointer
 from jaxhedge.train.loop import (ChunkSummary, Members, Train, TrainState, all_finite,
                                  make_members, make_train, member_keys, stack_hparams)
 from jaxhedge.train.runner import (NonFiniteError, RunDirError, RunResult, agent_spec,
-                                   build_agent, params_sha256, read_metrics, resume_training,
-                                   run_training)
+                                   build_agent, load_trained, params_sha256, read_metrics,
+                                   resume_training, run_training)
 
 __all__ = [
     "TrainState", "Train", "Members", "ChunkSummary", "make_train", "make_members",
     "member_keys", "stack_hparams", "all_finite",
     "Checkpointer", "CheckpointMismatch",
     "run_training", "resume_training", "RunResult", "NonFiniteError", "RunDirError",
-    "params_sha256", "read_metrics", "agent_spec", "build_agent",
+    "params_sha256", "read_metrics", "agent_spec", "build_agent", "load_trained",
 ]

@@ -464,3 +464,33 @@ class _Bar:
     def close(self):
         if self.bar is not None:
             self.bar.stop()
+
+
+def load_trained(run_dir: str | Path, member: int = 0):
+    """``(agent, hparams, agent_state)`` of one member of the newest checkpoint in ``run_dir``.
+
+    ``member`` indexes the flattened (hparam set, seed) block, ``m = h * n_seeds + s``.
+    """
+    run_dir = Path(run_dir)
+    ckpt = Checkpointer(run_dir, read_only=True)
+    try:
+        latest = ckpt.latest_step()
+        if latest is None:
+            raise RunDirError(f"{run_dir}: no checkpoint found")
+        meta = ckpt.read_meta(latest)
+        if meta.get("agent") is None:
+            raise RunDirError(f"{run_dir}: the agent was not recorded")
+        agent = build_agent(meta["agent"])
+        hp_target = stack_hparams([agent.default_hparams()] * meta["n_hparam_sets"])
+        train_state, hparams, _ = _restore(ckpt, latest, agent, hp_target)
+    finally:
+        ckpt.close()
+    n_seeds = meta["n_seeds"]
+    h, s = divmod(member, n_seeds)
+    if not 0 <= h < meta["n_hparam_sets"]:
+        raise RunDirError(f"member: must be in [0, {meta['n_hparam_sets'] * n_seeds}) "
+                          f"(got {member})")
+    # host copies: restored arrays are committed to one device, and evaluation may shard
+    # over all of them (rollout's shard_map)
+    pick = lambda tree, *idx: jax.tree.map(lambda a: np.asarray(a[idx]), tree)
+    return agent, pick(hparams, h), pick(train_state.agent_state, h, s)

@@ -1,0 +1,39 @@
+"""Matplotlib figures (Agg backend: files only, no display needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def pnl_distribution(pnls: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path:
+    """Overlaid P&L histograms and empirical CDFs, one line per hedger; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (ax_h, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
+    lo = min(np.quantile(p, 0.001) for p in pnls.values())
+    hi = max(np.quantile(p, 0.999) for p in pnls.values())
+    bins = np.linspace(lo, hi, 80)
+    for name, pnl in pnls.items():
+        ax_h.hist(pnl, bins=bins, histtype="step", density=True, label=name)
+        xs = np.sort(pnl)
+        ax_c.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=name)
+    for ax in (ax_h, ax_c):
+        ax.axvline(0.0, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("terminal hedging P&L  $\\Pi_T$")
+        ax.set_xlim(lo, hi)
+    ax_h.set_ylabel("density")
+    ax_c.set_ylabel("P($\\Pi_T \\leq x$)")
+    ax_h.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
