@@ -75,16 +75,17 @@ def run_on_paths(env: HedgingEnv, params: EnvParams, hedger, paths: MarketPaths,
     nxt = jax.tree.map(lambda a: a[1:], time_major)
     broadcast = lambda x: jnp.broadcast_to(x, (n_paths,))
 
-    def body(carry, xs):
-        account, _ = carry
+    def body(account, xs):
         t, now, nxt = xs
         obs = jax.tree.map(broadcast, env.observation(t, now, account, params))
         action = jax.vmap(hedger)(obs)
-        account, _, _, pnl = env.transition(t, account, now, nxt, action, params)
-        return (account, pnl), (action if keep_paths else None)
+        account, _, _, _ = env.transition(t, account, now, nxt, action, params)
+        return account, (action if keep_paths else None)
 
     steps = jnp.arange(env.n_steps, dtype=jnp.int32)
-    (account, pnl), actions = jax.lax.scan(body, (account, account.cash), (steps, now, nxt))
+    account, actions = jax.lax.scan(body, account, (steps, now, nxt))
+    # after the last step the position is closed out, so the cash is V_T
+    pnl = account.cash - ledger.payoff(paths.spot[:, -1], params.strike, env.config.is_call)
     return RolloutResult(
         pnl=pnl, cost=account.cost, turnover=account.turnover,
         spot=paths.spot if keep_paths else None,

@@ -105,6 +105,7 @@ __all__ = [
     "PRESETS",
     "presets",
     "load_preset",
+    "make_contracts",
     "portfolio_values",
     "step_reward",
 ]
@@ -342,7 +343,7 @@ class AdaptiveQLBS:
             elapsed=b(t * dt), rate=b(hparams.rate), div_yield=b(0.0), drift=b(c.mu),
             vol=b(c.sigma), cost=b(c.eps), cost_multiplier=b(1.0), position=b(position))
 
-    def rollout(self, key, policy_params, state, hparams, contracts: _Contracts, *,
+    def episode(self, key, policy_params, state, hparams, contracts: _Contracts, *,
                 sample_actions=True):
         """The training episode in strike units. Returns a dict of ``(n_envs, N)`` arrays:
         ``spot`` (S_t/K), ``position`` (u_{t-1}), ``vol`` (action), ``hedge`` (u_t),
@@ -410,7 +411,7 @@ class AdaptiveQLBS:
         """One iteration (module docstring, steps 1-4). Jittable, scannable, no callbacks."""
         k_c, k_r = jax.random.split(key)
         contracts = self.sample_contracts(k_c, hparams)
-        ep = self.rollout(k_r, jax.lax.stop_gradient(state.params["policy"]), state, hparams,
+        ep = self.episode(k_r, jax.lax.stop_gradient(state.params["policy"]), state, hparams,
                           contracts)
         ep = jax.lax.stop_gradient(ep)
         dtype = ep["reward"].dtype
@@ -476,7 +477,7 @@ class AdaptiveQLBS:
         the value of Definition 1 (Proposition 1: non-decreasing in lambda), not the price
         head.
         """
-        ep = self.rollout(key, state.params["policy"], state, hparams, contracts,
+        ep = self.episode(key, state.params["policy"], state, hparams, contracts,
                           sample_actions=False)
         dtype = ep["reward"].dtype
         gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * jnp.asarray(hparams.dt, dtype))

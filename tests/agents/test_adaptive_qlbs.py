@@ -112,10 +112,40 @@ def test_rollout_reward_is_step_reward_on_its_continuations():
                     s0_lo=1.2, s0_hi=1.2, strike_lo=1.0, strike_hi=1.0)
     st = agent.init(jax.random.key(0), hp)
     c = agent.sample_contracts(jax.random.key(1), hp)
-    ep = jax.jit(lambda k, p: agent.rollout(k, p, st, hp, c))(jax.random.key(2),
+    ep = jax.jit(lambda k, p: agent.episode(k, p, st, hp, c))(jax.random.key(2),
                                                                st.params["policy"])
     assert ep["reward"].shape == (agent.n_envs, agent.n_steps)
     np.testing.assert_allclose(np.asarray(ep["reward"]), -0.2 / agent.n_steps, atol=2e-5)
+
+
+def test_continuations_fix_u_t_then_follow_policy_mean():
+    """Zero vol with costs: each continuation stays at S_t, so the reward depends only on the
+    hedges; rebuild them independently (u_t from the episode, then the policy mean with the
+    previous hedge as position) and recompute r_t in numpy."""
+    agent, hp = tiny(n_envs=6)
+    hp = hp.replace(mu_std=0.0, sigma_lo=1e-6, sigma_hi=2e-6, cost_lo=0.05, cost_hi=0.05,
+                    s0_lo=0.8, s0_hi=1.2, strike_lo=1.0, strike_hi=1.0, rate=0.05)
+    st = agent.init(jax.random.key(0), hp)
+    c = agent.sample_contracts(jax.random.key(1), hp)
+    ep = jax.jit(lambda k, p: agent.episode(k, p, st, hp, c))(jax.random.key(2),
+                                                               st.params["policy"])
+    hedger = agent.hedger(st, hp)
+    n, dt = agent.n_steps, float(hp.dt)
+    gamma = np.exp(-0.05 * dt)
+    for e in range(agent.n_envs):
+        spot = float(ep["spot"][e, 0])
+        for t in range(n):
+            u = [0.0] * n
+            u[t] = float(ep["hedge"][e, t])
+            for s in range(t + 1, n):
+                o = obs_grid(spot, 1.0, float(c.sigma[e]), tau=(n - s) * dt)
+                o = o.replace(elapsed=jnp.float32(s * dt), rate=jnp.float32(0.05),
+                              cost=jnp.float32(0.05), position=jnp.float32(u[s - 1]))
+                u[s] = float(hedger(o))
+            spots = np.full((2, n + 1), spot)
+            want = numpy_reward(spots, np.array([u, u]), 1.0, 0.05, gamma, t,
+                                float(hp.risk_aversion), dt, True)
+            np.testing.assert_allclose(float(ep["reward"][e, t]), want, rtol=1e-4, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- purity
