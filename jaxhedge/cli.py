@@ -126,7 +126,7 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-TRAIN_AGENTS = ("deep-hedging",)
+TRAIN_AGENTS = ("deep-hedging", "rlop")
 
 
 def _add_train(sub):

@@ -17,9 +17,12 @@ def evaluation_setup(agent, hparams, market: str | None):
     takes the rest from :func:`jaxhedge.hedge.default_market`; the premium is that market's
     reference price.
     """
-    if not hasattr(hparams, "env"):
+    if hasattr(agent, "evaluation_contract"):
+        config, params = agent.evaluation_contract(hparams)
+    elif hasattr(hparams, "env"):
+        config, params = agent.env, hparams.env
+    else:
         raise ValueError(f"run_dir: {type(agent).__name__} has no evaluation contract")
-    config, params = agent.env, hparams.env
     if market is not None and market != config.market:
         m = params.market
         sigma = getattr(m, "sigma", None)

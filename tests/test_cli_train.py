@@ -45,3 +45,14 @@ def test_bad_train_input_is_one_line_exit_2(tmp_path, capsys):
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
     assert main(["train", "--agent", "deep-hedging", "--preset", "nope",
                  "--out", str(tmp_path)]) == 2
+
+
+def test_rlop_trains_and_evaluates_from_the_cli(tmp_path):
+    run, out = tmp_path / "rlop", tmp_path / "eval"
+    assert main(["train", "--agent", "rlop", "--preset", "smoke", "--steps", "2",
+                 "--set", "agent.n_envs=32", "--set", "train.chunk=1", "--out", str(run)]) == 0
+    info = json.loads((run / "run.json").read_text())
+    assert info["step"] == 2 and info["config"]["agent"]["n_envs"] == 32
+    assert main(["eval", str(run), "--paths", "300", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["agents"]) == {"rlop", "delta", "ww"}

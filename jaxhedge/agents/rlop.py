@@ -73,6 +73,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
+from jaxhedge.config import TrainConfig
 from jaxhedge import ledger, nets, risk
 from jaxhedge.agents.latent_vol import (LatentVolPolicy, delta_at_vol, discounted_returns,
                                         price_at_vol, reinforce_losses)
@@ -597,6 +598,24 @@ class RLOP:
         del hparams
         return self._policy(state)
 
+    def evaluation_contract(self, hparams: RLOPHParams):
+        """(EnvConfig, EnvParams) of the centre of the training distribution, for ``eval``:
+        GBM at the mid s0, sigma, strike and cost, drift ``mu_mean``, ``n_steps`` dates of
+        ``dt``, this agent's ledger flags; premium = the BS price."""
+        from jaxhedge.env import EnvConfig, HedgingEnv
+        from jaxhedge.markets import GBMParams
+
+        mid = lambda lo, hi: 0.5 * (float(lo) + float(hi))  # noqa: E731
+        hp = hparams
+        config = EnvConfig(market="gbm", n_steps=self.n_steps, option=self.option)
+        market = GBMParams(s0=mid(hp.s0_lo, hp.s0_hi), mu=float(hp.mu_mean),
+                           sigma=mid(hp.sigma_lo, hp.sigma_hi))
+        params = HedgingEnv(config).default_params(
+            market, strike=mid(hp.strike_lo, hp.strike_hi), maturity=self.n_steps * float(hp.dt),
+            rate=float(hp.rate), costs=ledger.CostModel(mid(hp.eps_lo, hp.eps_hi)),
+            charge_entry=self.charge_entry, charge_unwind=self.charge_unwind)
+        return config, params
+
     def price(self, state: RLOPState, hparams, obs):
         """Learned price C_hat(obs) = BS price at the price estimator's latent vol."""
         del hparams
@@ -605,19 +624,18 @@ class RLOP:
 
 
 # ---------------------------------------------------------------------------- presets
-@dataclasses.dataclass(frozen=True)
-class TrainSection:
-    n_updates: int = 1000
-    seed: int = 0
-
 
 @dataclasses.dataclass(frozen=True)
 class RLOPPreset:
-    """A preset file: ``[agent]`` (RLOP fields), ``[hparams]``, ``[train]``."""
+    """A preset file: ``[agent]`` (RLOP fields), ``[hparams]``, ``[train]``
+    (:class:`jaxhedge.config.TrainConfig`). It is the ``jaxhedge train --agent rlop`` job."""
 
     agent: RLOP = RLOP()
     hparams: RLOPHParams = RLOPHParams()
-    train: TrainSection = TrainSection()
+    train: TrainConfig = TrainConfig()
+
+    def build(self) -> tuple[RLOP, RLOPHParams]:
+        return self.agent, self.hparams
 
 
 def load_preset(name_or_path, overrides=()) -> RLOPPreset:

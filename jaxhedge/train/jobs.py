@@ -81,7 +81,12 @@ class DeepHedgingJob:
         return agent, hparams
 
 
-JOBS = {"deep-hedging": DeepHedgingJob}
+def _rlop_job():
+    from jaxhedge.agents.rlop import RLOPPreset
+    return RLOPPreset
+
+
+JOBS = {"deep-hedging": DeepHedgingJob, "rlop": _rlop_job}
 
 
 def preset_path(agent: str, preset: str) -> Path:
@@ -96,4 +101,6 @@ def load_job(agent: str, preset: str | None = None, config: str | Path | None = 
     path = Path(config) if config else (preset_path(agent, preset) if preset else None)
     if path is not None and not path.is_file():
         raise ValueError(f"{'config' if config else 'preset'}: no such file {path}")
-    return load_config(JOBS[agent], path, overrides)
+    job = JOBS[agent]
+    job = job if isinstance(job, type) else job()  # lazily imported job classes
+    return load_config(job, path, overrides)

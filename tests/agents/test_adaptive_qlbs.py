@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxhedge.agents.adaptive_qlbs import (PRESETS, AdaptiveQLBS, AdaptiveQLBSHParams,
+from jaxhedge.agents.adaptive_qlbs import (PRESETS, AdaptiveQLBS,
                                            load_preset, make_contracts, portfolio_values,
                                            presets, step_reward)
 from jaxhedge.agents.latent_vol import LatentVolPolicy
