@@ -115,6 +115,7 @@ def _cmd_hedge(args) -> int:
 def _add_demo(sub):
     p = sub.add_parser("demo", help="the main job on built-in simulated markets")
     p.add_argument("--paths", type=_int_at_least(1), default=20_000)
+    p.add_argument("--no-train", action="store_true", help="classical hedgers only")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.set_defaults(func=_cmd_demo)
 
@@ -122,7 +123,7 @@ def _add_demo(sub):
 def _cmd_demo(args) -> int:
     from jaxhedge.demo import run_demo
 
-    run_demo(args.out, n_paths=args.paths)
+    run_demo(args.out, n_paths=args.paths, train=not args.no_train)
     return 0
 
 

@@ -57,3 +57,11 @@ def test_console_script_bad_input_has_no_traceback(tmp_path):
                            "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "--paths" in proc.stderr
+
+
+def test_demo_without_training_writes_table_and_plots(tmp_path):
+    assert main(["demo", "--no-train", "--paths", "300", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert {(r["market"], r["agent"]) for r in rows} == {
+        (m, a) for m in ("calm", "stressed") for a in ("naked", "delta", "ww")}
+    assert (tmp_path / "pnl_stressed.png").exists() and (tmp_path / "demo.md").exists()

@@ -28,9 +28,9 @@ One training iteration (:meth:`AdaptiveQLBS.update`), as in the authors' code:
    authors' code, on by default, flag :attr:`AdaptiveQLBS.step_penalty_dt`);
 4. returns ``G_t = sum_k gamma^k r_{t+k}``; REINFORCE with a learned baseline ``b(s)`` (a
    separate small :class:`jaxhedge.nets.ResidualMLP` on top of the control variate
-   ``-(1 - t/N) C_BS(sigma_obs)``, see :meth:`AdaptiveQLBS._baseline`): minimise ``mean (G_t - b(s_t))^2`` and
-   ``-mean gamma^t (G_t - b) log pi(vol_t | s_t)`` (:func:`latent_vol.reinforce_losses`), one
-   Adam step on (policy, baseline).
+   ``-(1 - t/N) C_BS(sigma_obs)``, see :meth:`AdaptiveQLBS._baseline`): minimise
+   ``mean (G_t - b(s_t))^2`` and ``-mean gamma^t (G_t - b) log pi(vol_t | s_t)``
+   (:func:`latent_vol.reinforce_losses`), one Adam step on (policy, baseline).
 
 The rewards are computed with the parameters held constant (``stop_gradient``); the sampled
 vol is a constant in ``log pi`` (score-function estimator, no reparameterisation leak).

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxhedge.agents.adaptive_qlbs import (PRESETS, AdaptiveQLBS,
-                                           load_preset, make_contracts, portfolio_values,
-                                           presets, step_reward)
+from jaxhedge.agents.adaptive_qlbs import (PRESETS, AdaptiveQLBS, load_preset,
+                                           make_contracts, portfolio_values, presets,
+                                           step_reward)
 from jaxhedge.agents.latent_vol import LatentVolPolicy
 from jaxhedge.env import EnvConfig, HedgingEnv, Observation
 from jaxhedge.markets import GBMParams
@@ -337,7 +337,7 @@ def test_mc_value_non_decreasing_in_lambda():
                     s0_lo=0.95, s0_hi=1.05, cost_hi=0.0)
     contracts = make_contracts(0.0, np.linspace(0.15, 0.35, 64), 1.0, 1.0, 0.0)
 
-    @functools.partial(jax.jit, static_argnums=())
+    @jax.jit
     def train_eval(lam):
         h = hp.replace(risk_aversion=lam)
         st = agent.init(jax.random.key(0), h)
