@@ -193,8 +193,11 @@ def _report_training(result) -> int:
     print(f"trained {info.get('agent_name', 'agent')} to step {info.get('step'):,} in "
           f"{info.get('wall_s', 0):.1f}s (compile {info.get('compile_s', 0):.1f}s); "
           f"params_sha256 {info.get('params_sha256', '')[:16]}")
-    if final:
-        print("final metrics:", final)
+    skip = {"step", "member", "hparam_set", "seed_index"}
+    for row in final if isinstance(final, list) else [final]:
+        values = " ".join(f"{k}={v:.4g}" for k, v in row.items()
+                          if k not in skip and isinstance(v, (int, float)))
+        print(f"  member {row.get('member', 0)}: {values}")
     print(f"wrote {result.run_dir}/run.json")
     return 0
 
