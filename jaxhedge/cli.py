@@ -127,7 +127,7 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-TRAIN_AGENTS = ("deep-hedging", "rlop")
+TRAIN_AGENTS = ("deep-hedging", "rlop", "adaptive-qlbs")
 
 
 def _add_train(sub):

@@ -1,7 +1,7 @@
 """``make demo``: train the learning hedgers briefly, then compare every hedger, calm vs stressed.
 
 1. Train small versions (the ``smoke`` presets, retargeted to the demo contract) of deep
-   hedging (no-transaction-band network), RLOP and, when present, Adaptive-QLBS, each in
+   hedging (no-transaction-band network), RLOP and Adaptive-QLBS, each in
    ``OUT/<agent>/`` with checkpoints and ``run.json``. A finished run is reused, so a second
    ``make demo`` only evaluates.
 2. Hedge one short ATM call (S0 = K = 1, 28 days, weekly rebalancing: the papers' training
@@ -34,7 +34,10 @@ TRAINING = {
                      "agent.risk_aversion=100.0"],
     "rlop": [f"agent.n_steps={N_STEPS}", f"hparams.dt={DT}", f"hparams.eps_lo={COST}",
              f"hparams.eps_hi={COST}"],
-    "adaptive-qlbs": [],
+    "adaptive-qlbs": [f"agent.n_steps={N_STEPS}", f"hparams.dt={DT}", "hparams.mu_std=0.0",
+                      "hparams.sigma_lo=0.15", "hparams.sigma_hi=0.25", "hparams.s0_lo=0.9",
+                      "hparams.s0_hi=1.1", "hparams.strike_lo=1.0", "hparams.strike_hi=1.0",
+                      f"hparams.cost_lo={COST}", f"hparams.cost_hi={COST}"],
 }
 
 

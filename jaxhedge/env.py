@@ -196,14 +196,16 @@ class HedgingEnv:
         )
 
     def transition(self, t, account: ledger.LedgerState, now: MarketPaths, nxt: MarketPaths,
-                   action, params: EnvParams):
+                   action, params: EnvParams, last: bool | None = None):
         """The one step both :meth:`step` and the batched rollout use.
 
         Trade to ``action`` at ``now.spot`` (the entry trade at t = 0 pays costs only with
         ``charge_entry``), let time pass to ``nxt``, and at t + 1 = N close out and settle.
         ``t`` may be a scalar shared by a batch (then the close-out runs only once, at the
-        end, under ``lax.cond``). Returns ``(account, reward, done, pnl)`` with ``pnl`` = Pi_T
-        on the last step and 0 before.
+        end, under ``lax.cond``). A caller that knows statically whether this is the last
+        step passes ``last`` and no conditional is traced at all (the batched rollout does,
+        so its loop body is one straight-line block XLA can fuse). Returns
+        ``(account, reward, done, pnl)`` with ``pnl`` = Pi_T on the last step and 0 before.
         """
         lp = params.ledger_params(self.n_steps)
         value_before = ledger.portfolio_value(account, now.spot)
@@ -221,7 +223,10 @@ class HedgingEnv:
         def carry_on(account):
             return account, ledger.portfolio_value(account, nxt.spot)
 
-        account, value_after = jax.lax.cond(done, settle, carry_on, account)
+        if last is None:
+            account, value_after = jax.lax.cond(done, settle, carry_on, account)
+        else:
+            account, value_after = (settle if last else carry_on)(account)
         pnl = jnp.where(done, value_after, jnp.zeros_like(value_after))
         return account, value_after - value_before, done, pnl
 
@@ -244,6 +249,26 @@ class HedgingEnv:
 def tick(path: MarketPaths, t) -> MarketPaths:
     """The market at date ``t`` of a path whose fields are shaped (..., N+1)."""
     return jax.tree.map(lambda a: a[..., t], path)
+
+
+def distribution_centre(n_steps: int, option: str, dt, rate, mu, sigma_range, s0_range,
+                        strike_range, cost_range, charge_entry=True, charge_unwind=True):
+    """(EnvConfig, EnvParams): a GBM contract at the centre of a training distribution.
+
+    The papers' agents train on a distribution of contracts; ``jaxhedge eval`` evaluates them
+    on its centre: mid s0, sigma, strike and cost, drift ``mu``, ``n_steps`` dates of ``dt``;
+    the premium is the Black-Scholes price.
+    """
+    from jaxhedge.markets import GBMParams
+
+    mid = lambda r: 0.5 * (float(r[0]) + float(r[1]))  # noqa: E731
+    config = EnvConfig(market="gbm", n_steps=n_steps, option=option)
+    params = HedgingEnv(config).default_params(
+        GBMParams(s0=mid(s0_range), mu=float(mu), sigma=mid(sigma_range)),
+        strike=mid(strike_range), maturity=n_steps * float(dt), rate=float(rate),
+        costs=ledger.CostModel(mid(cost_range)), charge_entry=charge_entry,
+        charge_unwind=charge_unwind)
+    return config, params
 
 
 def reference_premium(config: EnvConfig, params: EnvParams):

@@ -75,21 +75,29 @@ def run_on_paths(env: HedgingEnv, params: EnvParams, hedger, paths: MarketPaths,
     nxt = jax.tree.map(lambda a: a[1:], time_major)
     broadcast = lambda x: jnp.broadcast_to(x, (n_paths,))
 
-    def body(account, xs):
-        t, now, nxt = xs
+    def one_step(account, t, now, nxt, last):
         obs = jax.tree.map(broadcast, env.observation(t, now, account, params))
         action = jax.vmap(hedger)(obs)
-        account, _, _, _ = env.transition(t, account, now, nxt, action, params)
+        account, _, _, _ = env.transition(t, account, now, nxt, action, params, last=last)
+        return account, action
+
+    def body(account, xs):
+        account, action = one_step(account, *xs, last=False)
         return account, (action if keep_paths else None)
 
+    # dates 0..N-2 in the scan (no conditional in the loop body), the close-out date apart
     steps = jnp.arange(env.n_steps, dtype=jnp.int32)
-    account, actions = jax.lax.scan(body, account, (steps, now, nxt))
+    head = lambda tree: jax.tree.map(lambda a: a[:-1], tree)
+    final = lambda tree: jax.tree.map(lambda a: a[-1], tree)
+    account, actions = jax.lax.scan(body, account, head((steps, now, nxt)))
+    account, last_action = one_step(account, *final((steps, now, nxt)), last=True)
     # after the last step the position is closed out, so the cash is V_T
     pnl = account.cash - ledger.payoff(paths.spot[:, -1], params.strike, env.config.is_call)
-    return RolloutResult(
-        pnl=pnl, cost=account.cost, turnover=account.turnover,
-        spot=paths.spot if keep_paths else None,
-        positions=jnp.moveaxis(actions, 0, -1) if keep_paths else None)
+    positions = None
+    if keep_paths:
+        positions = jnp.moveaxis(jnp.concatenate([actions, last_action[None]], axis=0), 0, -1)
+    return RolloutResult(pnl=pnl, cost=account.cost, turnover=account.turnover,
+                         spot=paths.spot if keep_paths else None, positions=positions)
 
 
 @functools.partial(jax.jit, static_argnames=("env", "n_paths", "keep_paths", "block_paths"))

@@ -57,19 +57,24 @@ network, so :meth:`price` is a Black-Scholes price at a learned state-dependent 
 :meth:`mc_value` also gives a direct Monte-Carlo estimate of ``-V_0`` for the trained mean policy
 (the quantity of Proposition 1, non-decreasing in lambda).
 
-Measured (2 shared CPU cores, float32): the paper preset costs ~9.3 s per update
-(2,500 envs x 200 continuations x N = 4; ~20 s to compile); the smoke preset trains 100
-updates in ~20 s with the trainer. What it learns: at eps = 0, mu = r the only signal is the
-std penalty, which is second order in the hedge error (std(Pi) is flat around the
-variance-minimising hedge); with the paper's lambda dt = 0.02 * 7/252 the policy mean did not
-move from its initial ~1.0 in 1,000 updates. With lambda = 5 and no dt factor (narrow
-distribution sigma in [0.15, 0.35], K/S0 in [0.9, 1.1]) the mean abs error of sigma_hat at
-t = 0 falls from ~0.6 to ~0.1-0.18 in 1,500 updates, but sigma_hat stays biased high
-(~0.2-0.45 on a grid where sigma = 0.2-0.3), so the price head is not within 5 % of BS there
-(max rel. error ~1-2.8, OTM worst). A plausible cause (not verified): the score-function
-objective averages over the policy's own Gaussian vol noise, and the delta is far more
-nonlinear at low vol (a sample below VOL_FLOOR hedges with a 0/1 step), so the
-exploration-averaged penalty is minimised above the true sigma until sigma_pi shrinks.
+Measured (2 shared CPU cores, float32): the paper preset costs ~4.5 s per update on an idle
+machine and ~9.3 s under load (2,500 envs x 200 continuations x N = 4; ~10-20 s to compile);
+the smoke preset trains 100 updates in 7-20 s with the trainer. Finite-value sweep: paper
+networks and contract distribution, seeds 0..99 x 5 updates at 256 envs x 32 continuations,
+and seeds 0..2 x 2 updates at the full paper sizes: every loss and parameter finite.
+
+What it learns (ε = 0, μ = r = 0, σ ∈ [0.15, 0.35], K/S0 ∈ [0.9, 1.1], 512 envs x 64
+continuations, 1,500 updates, Adam 3e-4, no dt factor): the only learning signal is the std
+penalty, and it is second order in the hedge error (std(Pi_t) is flat around the
+variance-minimising hedge, and an ATM delta is flat in the vol), so sigma_hat is only weakly
+identified. With the paper's lambda dt = 0.02 * 7/252 the policy mean did not move from its
+initial ~1.0 in 1,000 updates. With lambda = 5 the t = 0 mean abs error |sigma_hat - sigma|
+fell from ~0.6 to 0.07 (lambda = 0.5: 0.16) and the policy std sigma_pi shrank to ~0.02,
+but on the grid sigma in {0.2, 0.25, 0.3} x K in {0.95, 1, 1.05} sigma_hat is 0.28-0.39 and
+hardly depends on sigma, so the price head is 8-99 % above BS (lambda = 0.5: -13 % to +122 %),
+not within 5 %. Proposition 1 holds for the Definition-1 value (:meth:`mc_value`, 0.061 at
+lambda = 0.5 vs 0.215 at lambda = 5, BS 0.043), not for the price head, which carries lambda
+only through sigma_hat.
 
 Deviations from METHODS / the papers (and why):
 
@@ -83,7 +88,6 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import tomllib
 from typing import Any
 
 import jax
@@ -92,6 +96,7 @@ import optax
 from flax import nnx, struct
 
 from jaxhedge import nets
+from jaxhedge.config import TrainConfig
 from jaxhedge.agents.latent_vol import (LatentVolPolicy, delta_at_vol, discounted_returns,
                                         gaussian_log_prob, price_at_vol, reinforce_losses)
 from jaxhedge.env import OPTION_TYPES, Observation
@@ -102,6 +107,7 @@ __all__ = [
     "AdaptiveQLBS",
     "AdaptiveQLBSHParams",
     "AdaptiveQLBSState",
+    "AdaptiveQLBSPreset",
     "PRESETS",
     "presets",
     "load_preset",
@@ -176,20 +182,20 @@ class AdaptiveQLBSHParams:
     gamma = exp(-rate dt).
     """
 
-    learning_rate: jax.Array | float = 1e-4
-    risk_aversion: jax.Array | float = 0.02
-    dt: jax.Array | float = 7 / 252
-    rate: jax.Array | float = 0.0
-    mu_mean: jax.Array | float = 0.0
-    mu_std: jax.Array | float = 1.0
-    sigma_lo: jax.Array | float = 0.01
-    sigma_hi: jax.Array | float = 1.01
-    strike_lo: jax.Array | float = 0.3
-    strike_hi: jax.Array | float = 1.7
-    s0_lo: jax.Array | float = 0.3
-    s0_hi: jax.Array | float = 1.7
-    cost_lo: jax.Array | float = 0.0
-    cost_hi: jax.Array | float = 0.01
+    learning_rate: float = 1e-4
+    risk_aversion: float = 0.02
+    dt: float = 7 / 252
+    rate: float = 0.0
+    mu_mean: float = 0.0
+    mu_std: float = 1.0
+    sigma_lo: float = 0.01
+    sigma_hi: float = 1.01
+    strike_lo: float = 0.3
+    strike_hi: float = 1.7
+    s0_lo: float = 0.3
+    s0_hi: float = 1.7
+    cost_lo: float = 0.0
+    cost_hi: float = 0.01
 
 
 @struct.dataclass
@@ -464,6 +470,17 @@ class AdaptiveQLBS:
         mean, _ = self._policy(state).dist(obs)
         return mean
 
+    def evaluation_contract(self, hparams: AdaptiveQLBSHParams):
+        """(EnvConfig, EnvParams) at the centre of the training distribution, for ``eval``
+        (no entry cost, unwind charged: the METHODS §4.2 ledger this agent trains on)."""
+        from jaxhedge.env import distribution_centre
+
+        hp = hparams
+        return distribution_centre(
+            self.n_steps, self.option, hp.dt, hp.rate, hp.mu_mean, (hp.sigma_lo, hp.sigma_hi),
+            (hp.s0_lo, hp.s0_hi), (hp.strike_lo, hp.strike_hi), (hp.cost_lo, hp.cost_hi),
+            charge_entry=False, charge_unwind=True)
+
     def price(self, state: AdaptiveQLBSState, hparams, obs):
         """``C = C_BS(S, K, tau, r; sigma_hat(s))`` = -V(s) of the price head (any batch shape)."""
         del hparams
@@ -518,26 +535,25 @@ def presets() -> dict[str, tuple[AdaptiveQLBS, AdaptiveQLBSHParams]]:
     return {name: AdaptiveQLBS.preset(name) for name in PRESETS}
 
 
-def load_preset(path) -> tuple[AdaptiveQLBS, AdaptiveQLBSHParams, dict]:
-    """``(agent, hparams, train)`` from a preset TOML (``[agent]``, ``[hparams]``, ``[train]``).
+@dataclasses.dataclass(frozen=True)
+class AdaptiveQLBSPreset:
+    """A preset file: ``[agent]`` (AdaptiveQLBS fields), ``[hparams]``
+    (AdaptiveQLBSHParams fields) and ``[train]`` (:class:`jaxhedge.config.TrainConfig`)."""
 
-    ``hparams`` may give ``maturity`` instead of ``dt`` (then dt = maturity / n_steps).
-    Unknown keys raise ``ValueError`` naming them.
-    """
-    data = tomllib.loads(pathlib.Path(path).read_text())
-    unknown = set(data) - {"agent", "hparams", "train"}
-    if unknown:
-        raise ValueError(f"adaptive_qlbs preset {path}: unknown sections {sorted(unknown)}")
-    agent_kw = dict(data.get("agent", {}))
-    fields = {f.name for f in dataclasses.fields(AdaptiveQLBS)}
-    if bad := set(agent_kw) - fields:
-        raise ValueError(f"adaptive_qlbs preset {path}: unknown agent keys {sorted(bad)}")
-    agent = AdaptiveQLBS(**agent_kw)
-    hp_kw = dict(data.get("hparams", {}))
-    if "maturity" in hp_kw:
-        hp_kw["dt"] = hp_kw.pop("maturity") / agent.n_steps
-    hp_fields = {f.name for f in dataclasses.fields(AdaptiveQLBSHParams)}
-    if bad := set(hp_kw) - hp_fields:
-        raise ValueError(f"adaptive_qlbs preset {path}: unknown hparams keys {sorted(bad)}")
-    hp = agent.default_hparams().replace(**{k: float(v) for k, v in hp_kw.items()})
-    return agent, hp, dict(data.get("train", {}))
+    agent: AdaptiveQLBS = AdaptiveQLBS()
+    hparams: AdaptiveQLBSHParams = AdaptiveQLBSHParams()
+    train: TrainConfig = TrainConfig()
+
+    def build(self) -> tuple[AdaptiveQLBS, AdaptiveQLBSHParams]:
+        return self.agent, self.hparams
+
+
+def load_preset(name_or_path, overrides=()) -> AdaptiveQLBSPreset:
+    """Load ``experiments/adaptive_qlbs/<name>.toml`` (or a path) with ``--set``-style
+    overrides (strict: unknown keys and wrong types are errors naming the field)."""
+    from jaxhedge.config import load_config
+
+    path = pathlib.Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.toml"
+    return load_config(AdaptiveQLBSPreset, path, overrides)

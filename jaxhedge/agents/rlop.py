@@ -599,22 +599,14 @@ class RLOP:
         return self._policy(state)
 
     def evaluation_contract(self, hparams: RLOPHParams):
-        """(EnvConfig, EnvParams) of the centre of the training distribution, for ``eval``:
-        GBM at the mid s0, sigma, strike and cost, drift ``mu_mean``, ``n_steps`` dates of
-        ``dt``, this agent's ledger flags; premium = the BS price."""
-        from jaxhedge.env import EnvConfig, HedgingEnv
-        from jaxhedge.markets import GBMParams
+        """(EnvConfig, EnvParams) at the centre of the training distribution, for ``eval``."""
+        from jaxhedge.env import distribution_centre
 
-        mid = lambda lo, hi: 0.5 * (float(lo) + float(hi))  # noqa: E731
         hp = hparams
-        config = EnvConfig(market="gbm", n_steps=self.n_steps, option=self.option)
-        market = GBMParams(s0=mid(hp.s0_lo, hp.s0_hi), mu=float(hp.mu_mean),
-                           sigma=mid(hp.sigma_lo, hp.sigma_hi))
-        params = HedgingEnv(config).default_params(
-            market, strike=mid(hp.strike_lo, hp.strike_hi), maturity=self.n_steps * float(hp.dt),
-            rate=float(hp.rate), costs=ledger.CostModel(mid(hp.eps_lo, hp.eps_hi)),
-            charge_entry=self.charge_entry, charge_unwind=self.charge_unwind)
-        return config, params
+        return distribution_centre(
+            self.n_steps, self.option, hp.dt, hp.rate, hp.mu_mean, (hp.sigma_lo, hp.sigma_hi),
+            (hp.s0_lo, hp.s0_hi), (hp.strike_lo, hp.strike_hi), (hp.eps_lo, hp.eps_hi),
+            self.charge_entry, self.charge_unwind)
 
     def price(self, state: RLOPState, hparams, obs):
         """Learned price C_hat(obs) = BS price at the price estimator's latent vol."""

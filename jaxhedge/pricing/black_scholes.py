@@ -69,25 +69,22 @@ def _omega(is_call, dtype):
 def _d1_d2_var(log_fk, var):
     """d1, d2 from log(F/K) and total variance σ²τ, safe when var → 0.
 
-    Returns (d1, d2, s, degenerate) where s = sqrt(var) with var replaced by 1 in the
-    degenerate case (so callers can divide by s), and d1 = d2 = ±inf (0 exactly ATM) in
-    the degenerate case, which makes N(±d) the 0/1 indicator of the intrinsic value.
+    Returns (d1, d2, s, degenerate) with s = sqrt(max(var, eps²)). Flooring the variance
+    (rather than selecting limit values) gives the same limits — |d1| = |log F/K|/eps is
+    astronomically large unless F = K, where d1 = d2 = 0 and N = ½ — with finite gradients
+    (the floor's gradient is 0) and no selects, which keeps the formula one fused loop in
+    the hedging environment's hot path. ``degenerate`` (s at the floor) lets gamma and vega
+    return exactly 0 there.
     """
     dtype = jnp.result_type(log_fk, var)
     eps = jnp.finfo(dtype).eps
-    # Threshold s <= eps: below it the time value is below the rounding of F and d/ds
-    # terms like log_fk / s**2 would overflow; first "where" guards the variance.
+    # Threshold s <= eps: below it the time value is below the rounding of F.
     degenerate = var <= eps * eps
-    var_safe = jnp.where(degenerate, jnp.ones_like(var), var)
-    s = jnp.sqrt(var_safe)
-    d1 = log_fk / s + 0.5 * s
-    d2 = d1 - s
-    # second "where": limit values for the degenerate branch
-    inf = jnp.asarray(jnp.inf, dtype)
-    lim = jnp.where(log_fk > 0, inf, jnp.where(log_fk < 0, -inf, jnp.zeros((), dtype)))
-    d1 = jnp.where(degenerate, lim, d1)
-    d2 = jnp.where(degenerate, lim, d2)
-    return d1, d2, s, degenerate
+    s = jnp.sqrt(jnp.maximum(var, eps * eps))
+    # at the floor the ±s/2 terms are dropped so that exactly at the money d1 = d2 = 0
+    half_s = jnp.where(degenerate, 0.0, 0.5 * s)
+    d1 = log_fk / s + half_s
+    return d1, log_fk / s - half_s, s, degenerate
 
 
 def _spot_inputs(spot, strike, tau, rate, vol, div_yield):

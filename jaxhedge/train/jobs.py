@@ -86,7 +86,12 @@ def _rlop_job():
     return RLOPPreset
 
 
-JOBS = {"deep-hedging": DeepHedgingJob, "rlop": _rlop_job}
+def _adaptive_qlbs_job():
+    from jaxhedge.agents.adaptive_qlbs import AdaptiveQLBSPreset
+    return AdaptiveQLBSPreset
+
+
+JOBS = {"deep-hedging": DeepHedgingJob, "rlop": _rlop_job, "adaptive-qlbs": _adaptive_qlbs_job}
 
 
 def preset_path(agent: str, preset: str) -> Path:

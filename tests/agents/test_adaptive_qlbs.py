@@ -174,6 +174,14 @@ def test_update_jittable_scannable_deterministic():
     assert max(float(d) for d in diff) > 0
 
 
+def test_update_float64(x64):
+    agent, hp = tiny(n_envs=8)
+    st = agent.init(jax.random.key(0), hp)
+    st, m = jax.jit(agent.update)(jax.random.key(1), st, hp)
+    assert m["loss"].dtype == jnp.float64 and bool(jnp.isfinite(m["loss"]))
+    assert all(x.dtype == jnp.float64 for x in jax.tree.leaves(st.params))
+
+
 def _n_eqns(agent, hp):
     st = jax.eval_shape(agent.init, jax.random.key(0), hp)
 
@@ -304,11 +312,17 @@ def test_presets_and_toml_agree():
                                 hp.mu_mean, hp.mu_std],
                                [1e-4, 0.02, 0.01, 1.01, 0.3, 1.7, 0.3, 1.7, 0.01, 0.0, 1.0])
     for name in ("paper", "smoke"):
-        a, h, train = load_preset(PRESET_DIR / f"{name}.toml")
+        pre = load_preset(name)
+        a, h = pre.build()
         a2, h2 = AdaptiveQLBS.preset(name)
         assert a == a2
         chex.assert_trees_all_close(h, h2)
-        assert train["n_steps"] >= 1
+        assert pre.train.n_steps >= 1
+    pre = load_preset(PRESET_DIR / "paper.toml", ["hparams.risk_aversion=0.5",
+                                                  "agent.n_continuations=8"])
+    assert pre.hparams.risk_aversion == 0.5 and pre.agent.n_continuations == 8
+    with pytest.raises(ValueError, match="n_continuation"):
+        load_preset("paper", ["agent.n_continuation=8"])
     with pytest.raises(ValueError, match="unknown"):
         AdaptiveQLBS.preset("nope")
 
@@ -384,9 +398,9 @@ def trained():
 
 @pytest.mark.slow
 def test_learns_toward_bs_vol(trained):
-    """1,500 updates (~2-3 min on 2 CPU cores): the t = 0 policy-mean vol moves from ~0.6 mean
-    abs error to < 0.3 and the price-head error vs BS halves (measured ~0.11-0.18 and
-    0.012-0.022 vs ~0.07 at the start, in strike units)."""
+    """1,500 updates (~1.5-3 min on 2 CPU cores): the t = 0 policy-mean vol moves from ~0.6
+    mean abs error to < 0.3 and the price-head error vs BS halves (measured 0.073 and 0.0078
+    vs ~0.6 and ~0.07 at the start, strike units)."""
     agent, hp, st, m = trained
     assert bool(jnp.all(jnp.isfinite(m["loss"])))
     start_err = float(jnp.mean(m["mean_vol_err0"][:50]))
@@ -398,9 +412,9 @@ def test_learns_toward_bs_vol(trained):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="not reached in the time available: after 1,500 updates the price "
-                   "head is within ~100-280% of BS on this grid, not 5% (sigma_hat biased high "
-                   "by the Gaussian exploration noise, see the module docstring)", strict=False)
+@pytest.mark.xfail(reason="not reached: after 1,500 updates the price head is 8-99% above BS "
+                   "on this grid (sigma_hat 0.28-0.39, weakly identified by the std penalty; "
+                   "see the module docstring)", strict=False)
 def test_price_within_5pct_of_bs(trained):
     agent, hp, st, _ = trained
     sig, K = np.meshgrid([0.2, 0.25, 0.3], [0.95, 1.0, 1.05], indexing="ij")
