@@ -29,7 +29,7 @@ DT = MATURITY / N_STEPS
 
 # How each learning agent's smoke preset is pointed at the demo contract.
 TRAINING = {
-    "deep-hedging": [f"env.n_steps={N_STEPS}", "contract.s0=1.0", f"contract.maturity={MATURITY}",
+    "deep-hedging": [f"agent.env.n_steps={N_STEPS}", "contract.s0=1.0", f"contract.maturity={MATURITY}",
                      f"contract.cost={COST}", f"contract.sigma={SIGMA}",
                      "agent.risk_aversion=100.0"],
     "rlop": [f"agent.n_steps={N_STEPS}", f"hparams.dt={DT}", f"hparams.eps_lo={COST}",

@@ -6,7 +6,7 @@ import sys
 from jaxhedge.cli import main
 
 TINY = ["--agent", "deep-hedging", "--preset", "smoke", "--set", "agent.n_paths=64",
-        "--set", "agent.widths=[8]", "--set", "train.chunk=3", "--set", "env.n_steps=4"]
+        "--set", "agent.widths=[8]", "--set", "train.chunk=3", "--set", "agent.env.n_steps=4"]
 
 
 def _sha(run_dir):

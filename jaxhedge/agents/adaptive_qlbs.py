@@ -116,7 +116,6 @@ __all__ = [
     "step_reward",
 ]
 
-PRESET_DIR = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "adaptive_qlbs"
 
 
 # --------------------------------------------------------------------------- the formulas
@@ -549,11 +548,10 @@ class AdaptiveQLBSPreset:
 
 
 def load_preset(name_or_path, overrides=()) -> AdaptiveQLBSPreset:
-    """Load ``experiments/adaptive_qlbs/<name>.toml`` (or a path) with ``--set``-style
-    overrides (strict: unknown keys and wrong types are errors naming the field)."""
-    from jaxhedge.config import load_config
+    """``experiments/adaptive_qlbs/<name>.toml`` or a TOML path, with ``--set``-style overrides
+    (the ``jaxhedge train --agent adaptive-qlbs`` job; see :func:`jaxhedge.train.jobs.load_job`)."""
+    from jaxhedge.train.jobs import load_job
 
-    path = pathlib.Path(name_or_path)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.toml"
-    return load_config(AdaptiveQLBSPreset, path, overrides)
+    as_path = pathlib.Path(name_or_path).suffix != ""
+    return load_job("adaptive-qlbs", None if as_path else str(name_or_path),
+                    name_or_path if as_path else None, overrides)

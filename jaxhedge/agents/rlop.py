@@ -98,7 +98,6 @@ __all__ = [
 
 OBJECTIVES = ("abs", "squared", "shortfall", "shortfall_prob", "cvar")
 ESTIMATORS = ("reinforce", "pathwise")
-PRESET_DIR = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "rlop"
 
 
 # ---------------------------------------------------------------------------- hparams / state
@@ -631,13 +630,13 @@ class RLOPPreset:
 
 
 def load_preset(name_or_path, overrides=()) -> RLOPPreset:
-    """Load ``experiments/rlop/<name>.toml`` (or a path) with ``--set``-style overrides."""
-    from jaxhedge.config import load_config
+    """``experiments/rlop/<name>.toml`` or a TOML path, with ``--set``-style overrides
+    (the ``jaxhedge train --agent rlop`` job; see :func:`jaxhedge.train.jobs.load_job`)."""
+    from jaxhedge.train.jobs import load_job
 
-    path = pathlib.Path(name_or_path)
-    if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.toml"
-    return load_config(RLOPPreset, path, overrides)
+    as_path = pathlib.Path(name_or_path).suffix != ""
+    return load_job("rlop", None if as_path else str(name_or_path),
+                    name_or_path if as_path else None, overrides)
 
 
 def paper(**agent_overrides) -> tuple[RLOP, RLOPHParams]:

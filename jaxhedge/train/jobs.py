@@ -1,7 +1,7 @@
 """Training jobs: a typed TOML config per learning agent -> ``(agent, hparams)``.
 
-A job config has the sections ``[agent]`` (the agent's static settings), ``[env]`` (market
-kind, rebalancing dates, option type), ``[contract]`` (the market and contract numbers) and
+A job config has the sections ``[agent]`` (the agent's own frozen dataclass of static
+settings), agent-specific sections (``[hparams]``, or ``[contract]`` for deep hedging) and
 ``[train]`` (:class:`jaxhedge.config.TrainConfig`). Presets are TOML files under
 ``experiments/<agent>/<preset>.toml`` in the source tree; ``--set section.key=value``
 overrides any field.
@@ -11,21 +11,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from jaxhedge.agents.deep_hedging import DeepHedging
 from jaxhedge.config import TrainConfig, load_config
-from jaxhedge.env import EnvConfig
 from jaxhedge.ledger import CostModel
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
-
-
-@dataclasses.dataclass(frozen=True)
-class EnvSection:
-    market: str = "gbm"
-    n_steps: int = 20
-    option: str = "call"
-
-    def build(self) -> EnvConfig:
-        return EnvConfig(market=self.market, n_steps=self.n_steps, option=self.option)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,34 +41,23 @@ class ContractSection:
 
 
 @dataclasses.dataclass(frozen=True)
-class DeepHedgingSection:
-    n_paths: int = 2048
-    widths: tuple[int, ...] = (32, 32)
-    objective: str = "entropic"
-    band: bool = False
-    alpha: float = 0.05
-    risk_aversion: float = 1.0
-    learning_rate: float = 1e-3
-
-
-@dataclasses.dataclass(frozen=True)
 class DeepHedgingJob:
-    agent: DeepHedgingSection = DeepHedgingSection()
-    env: EnvSection = EnvSection()
+    """``[agent]`` is :class:`~jaxhedge.agents.deep_hedging.DeepHedging` itself (its
+    environment in ``[agent.env]``); ``[contract]`` the market and contract numbers."""
+
+    agent: DeepHedging = DeepHedging()
     contract: ContractSection = ContractSection()
     train: TrainConfig = TrainConfig()
 
     def build(self):
-        from jaxhedge.agents.deep_hedging import DeepHedging
         from jaxhedge.hedge import default_market
 
-        agent = DeepHedging(env=self.env.build(), **dataclasses.asdict(self.agent))
         c = self.contract
-        hparams = agent.default_hparams(
-            default_market(self.env.market, s0=c.s0, mu=c.mu, sigma=c.sigma),
+        hparams = self.agent.default_hparams(
+            default_market(self.agent.env.market, s0=c.s0, mu=c.mu, sigma=c.sigma),
             strike=c.strike or c.s0, maturity=c.maturity, rate=c.rate,
             costs=CostModel(proportional=c.cost))
-        return agent, hparams
+        return self.agent, hparams
 
 
 def _rlop_job():
