@@ -311,6 +311,10 @@ def _regime_average_vol(m, n_steps: int):
 
 def validate_env_params(config: EnvConfig, params: EnvParams) -> None:
     """Host-side checks with one-line messages naming the field and the allowed range."""
+    expected = MARKETS[config.market][0]
+    if not isinstance(params.market, expected):
+        raise ValueError(f"env.market: market {config.market!r} needs {expected.__name__} "
+                         f"parameters (got {type(params.market).__name__})")
     checks = [
         ("strike", params.strike, lambda v: v > 0, "> 0"),
         ("maturity", params.maturity, lambda v: v > 0, "> 0 years"),

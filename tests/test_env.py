@@ -68,6 +68,9 @@ def test_same_key_same_paths_across_hedgers_and_calls():
     c = rollout(key, env, params, agents.DeltaHedger(), 64)
     np.testing.assert_array_equal(a.spot, b.spot)
     np.testing.assert_array_equal(a.pnl, c.pnl)
+    from jaxhedge.rollout import simulate_paths
+    # the same paths outside the rollout's program (to rounding: eager vs fused float32)
+    np.testing.assert_allclose(a.spot, simulate_paths(key, env, params, 64).spot, rtol=1e-6)
     d = rollout(jax.random.PRNGKey(12), env, params, agents.DeltaHedger(), 64)
     assert not np.array_equal(a.spot, d.spot)
 
@@ -120,6 +123,13 @@ def test_invalid_params_name_the_field(field, value, needle):
     env, params = gbm_env()
     with pytest.raises(ValueError, match=needle):
         validate_env_params(env.config, params.replace(**{field: value}))
+
+
+def test_market_params_must_match_the_market():
+    env, params = gbm_env()
+    heston = HestonParams(s0=100.0, mu=0.0, v0=0.04, kappa=1.0, theta=0.04, xi=0.3, rho=-0.5)
+    with pytest.raises(ValueError, match="env.market.*HestonParams"):
+        validate_env_params(env.config, params.replace(market=heston))
 
 
 def test_invalid_config():
