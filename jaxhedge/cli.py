@@ -127,7 +127,7 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-TRAIN_AGENTS = ("deep-hedging", "rlop", "adaptive-qlbs")
+TRAIN_AGENTS = ("deep-hedging", "rlop", "adaptive-qlbs", "qlbs")
 
 
 def _add_train(sub):
@@ -166,6 +166,8 @@ def _cmd_train(args) -> int:
         overrides.append(f"train.n_steps={args.steps}")
     try:
         job = load_job(args.agent, args.preset, args.config, overrides)
+        if args.agent == "qlbs":  # priced by DP/FQI, not trained
+            return _price_qlbs(job, args.out)
         agent, hparams = job.build()
     except ValueError as err:
         raise BadInput(str(err).splitlines()[0]) from None
@@ -173,6 +175,17 @@ def _cmd_train(args) -> int:
         agent, hparams, run_dir=args.out, config=to_dict(job),
         **dataclasses.asdict(job.train)))
     return _report_training(result)
+
+
+def _price_qlbs(job, out) -> int:
+    from jaxhedge.train.jobs import run_qlbs
+
+    info = run_qlbs(job, out)
+    print(f"QLBS {job.config.method} {job.config.n_steps} steps, {job.train.n_seeds} seeds: "
+          f"price {info['price']:.4f} +- {info['price_std']:.4f} (BS {info['bs_price']:.4f}) "
+          f"in {info['wall_s']:.1f}s (compile {info['compile_s']:.1f}s)")
+    print(f"wrote {out}/run.json")
+    return 0
 
 
 def _training_errors(fn):

@@ -56,3 +56,14 @@ def test_rlop_trains_and_evaluates_from_the_cli(tmp_path):
     assert main(["eval", str(run), "--paths", "300", "--out", str(out)]) == 0
     res = json.loads((out / "results.json").read_text())
     assert set(res["agents"]) == {"rlop", "delta", "ww"}
+
+
+def test_qlbs_prices_from_the_cli(tmp_path):
+    """QLBS is priced (DP), not trained: run.json holds the per-seed prices and BS."""
+    assert main(["train", "--agent", "qlbs", "--preset", "smoke", "--out", str(tmp_path)]) == 0
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert len(info["prices"]) == 2 and abs(info["bs_price"] - 4.5296) < 1e-3
+    # the DP price of a put sits above BS (the lambda-risk premium) and near the 6-step
+    # reference 4.64
+    assert 4.5 < info["price"] < 4.8
+    assert info["identity_gap"] < 1e-3
