@@ -8,14 +8,15 @@
 """
 from jaxhedge.train.checkpoint import CheckpointMismatch, Checkpointer
 from jaxhedge.train.loop import (ChunkSummary, Members, Train, TrainState, all_finite,
-                                 make_members, make_train, member_keys, stack_hparams)
+                                 make_members, make_train, member_keys, shard_members,
+                                 stack_hparams)
 from jaxhedge.train.runner import (NonFiniteError, RunDirError, RunResult, agent_spec,
                                    build_agent, load_trained, params_sha256, read_metrics,
                                    resume_training, run_training)
 
 __all__ = [
     "TrainState", "Train", "Members", "ChunkSummary", "make_train", "make_members",
-    "member_keys", "stack_hparams", "all_finite",
+    "member_keys", "stack_hparams", "shard_members", "all_finite",
     "Checkpointer", "CheckpointMismatch",
     "run_training", "resume_training", "RunResult", "NonFiniteError", "RunDirError",
     "params_sha256", "read_metrics", "agent_spec", "build_agent", "load_trained",

@@ -32,7 +32,8 @@ import numpy as np
 
 from jaxhedge.runinfo import atomic_write_json, atomic_write_text, run_metadata
 from jaxhedge.train.checkpoint import Checkpointer
-from jaxhedge.train.loop import (TrainState, make_members, member_keys, stack_hparams)
+from jaxhedge.train.loop import (TrainState, make_members, member_keys, shard_members,
+                                 stack_hparams)
 
 __all__ = ["NonFiniteError", "RunDirError", "RunResult", "run_training", "resume_training",
            "params_sha256", "agent_spec", "build_agent", "read_metrics"]
@@ -283,6 +284,7 @@ def _run(agent, hp, static, run_dir: Path, ckpt: Checkpointer, restored, progres
         ts = restored[0]
         resumed_from = int(np.asarray(ts.step).reshape(-1)[0])
         _truncate_metrics(run_dir, resumed_from)  # rows past the checkpoint never happened
+    ts, hp = shard_members(ts, hp)  # members over all local devices (no-op on one)
     step = int(np.asarray(ts.step).reshape(-1)[0])
     last_saved = step
     compiled: dict[int, Any] = {}

@@ -140,3 +140,25 @@ def test_crash_mid_save_keeps_previous_checkpoint(straight, tmp_path):
     assert result.info["params_sha256"] == straight.info["params_sha256"]
     assert not any("tmp" in p.name for p in (run / "checkpoints").iterdir())
     assert read_metrics(run) == read_metrics(straight.run_dir)
+
+
+def test_members_sharded_over_two_devices_equal_one_device(straight, tmp_path):
+    """With 2 XLA devices the (H, S) block is sharded (here over the 2 seeds); the trained
+    parameters are bitwise those of the single-device run."""
+    run_dir = tmp_path / "two_devices"
+    code = f"""
+        import jax
+        jax.config.update("jax_num_cpu_devices", 2)
+        from jaxhedge.train import run_training
+        from jaxhedge.train.toy import ToyAgent
+        agent = ToyAgent(batch=16)
+        r = run_training(agent, agent.default_hparams(), seed=4, n_steps={N}, chunk={CHUNK},
+                         run_dir={str(run_dir)!r}, n_seeds={SEEDS}, progress=False)
+        sharding = jax.tree.leaves(r.train_state.agent_state)[0].sharding
+        print(len(jax.devices()), len(sharding.device_set))
+    """
+    proc = _python(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["2", "2"]  # two devices, the state spread on both
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["params_sha256"] == straight.info["params_sha256"]
