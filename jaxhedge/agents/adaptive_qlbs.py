@@ -163,7 +163,11 @@ def step_reward(spots, hedges, strike, eps, gamma, t, risk_aversion, dt, is_call
     u_t = jnp.take(hedges, t, axis=-1)
     pi_t1 = (pi_t + u_t * (g * s_t1 - s_t)) / g
     tf = jnp.asarray(t, dtype)
-    std = jnp.std(pi_t, axis=-1, ddof=1)
+    # sample std (ddof 1) floored inside the root: identical continuations (a far-OTM
+    # option whose delta underflows to 0) give std 0, where sqrt's gradient would be NaN
+    rs = pi_t.shape[-1]
+    var = jnp.sum((pi_t - jnp.mean(pi_t, axis=-1, keepdims=True)) ** 2, axis=-1) / (rs - 1)
+    std = jnp.sqrt(jnp.maximum(var, jnp.finfo(pi_t.dtype).tiny))
     penalty = jnp.asarray(risk_aversion, dtype) * std
     if step_penalty_dt:
         penalty = penalty * jnp.asarray(dt, dtype)
@@ -231,6 +235,11 @@ class AdaptiveQLBS:
       vol_min / vol_max: bounds of the policy mean vol (:class:`nets.GaussianVolHead`).
       step_penalty_dt: multiply the std penalty by dt (the authors' code).
       option: "call" or "put".
+      estimator: "reinforce" (the papers': score function with a learned baseline) or
+        "pathwise" (METHODS §4.3's project addition: -V_0 of the mean policy differentiated
+        through the main path and every continuation; the baseline is still fitted, for
+        diagnostics). Pathwise learns where REINFORCE's only signal, the second-order std
+        penalty, drowns in reward noise (the tests record the measured numbers).
       learning_rate / risk_aversion: defaults for :meth:`default_hparams`.
     """
 
@@ -246,6 +255,7 @@ class AdaptiveQLBS:
     vol_max: float = 2.0
     step_penalty_dt: bool = True
     option: str = "call"
+    estimator: str = "reinforce"
     learning_rate: float = 1e-4
     risk_aversion: float = 0.02
     name: str = "adaptive_qlbs"
@@ -264,6 +274,9 @@ class AdaptiveQLBS:
                              f"(got {self.option!r})")
         if not 0.0 < self.vol_min < self.vol_max:
             raise ValueError("adaptive_qlbs.vol_min/vol_max: need 0 < vol_min < vol_max")
+        if self.estimator not in ("reinforce", "pathwise"):
+            raise ValueError("adaptive_qlbs.estimator: must be 'reinforce' or 'pathwise' "
+                             f"(got {self.estimator!r})")
 
     @property
     def is_call(self) -> bool:
@@ -416,8 +429,9 @@ class AdaptiveQLBS:
         """One iteration (module docstring, steps 1-4). Jittable, scannable, no callbacks."""
         k_c, k_r = jax.random.split(key)
         contracts = self.sample_contracts(k_c, hparams)
+        pathwise = self.estimator == "pathwise"
         ep = self.episode(k_r, jax.lax.stop_gradient(state.params["policy"]), state, hparams,
-                          contracts)
+                          contracts, sample_actions=not pathwise)
         ep = jax.lax.stop_gradient(ep)
         dtype = ep["reward"].dtype
         gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * jnp.asarray(hparams.dt, dtype))
@@ -427,10 +441,18 @@ class AdaptiveQLBS:
         obs = self._obs(ep["spot"], t[None, :], cb, hparams, ep["position"])
 
         def loss_fn(params):
-            mean, std = self._policy(state, params["policy"]).dist(obs)
-            log_probs = gaussian_log_prob(ep["vol"], mean, std)
             baseline = self._baseline(state, params["baseline"], obs, t[None, :])
-            pol, val = reinforce_losses(log_probs, returns, baseline, gamma)
+            if pathwise:
+                # METHODS §4.3's pathwise estimator: -V_0 of the MEAN policy, differentiated
+                # through the main path and every continuation (the same key as ``ep``)
+                ret = self.episode(k_r, params["policy"], state, hparams, contracts,
+                                   sample_actions=False)["reward"]
+                pol = -jnp.mean(discounted_returns(ret, gamma)[:, 0])
+                val = jnp.mean((returns - baseline) ** 2)
+            else:
+                mean, std = self._policy(state, params["policy"]).dist(obs)
+                log_probs = gaussian_log_prob(ep["vol"], mean, std)
+                pol, val = reinforce_losses(log_probs, returns, baseline, gamma)
             return pol + val, (pol, val)
 
         (loss, (pol, val)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
