@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from jaxhedge.agents.adaptive_qlbs import AdaptiveQLBSPreset
 from jaxhedge.agents.deep_hedging import DeepHedging
 from jaxhedge.agents.qlbs import QLBSConfig, QLBSParams
+from jaxhedge.agents.rlop import RLOPPreset
 from jaxhedge.config import TrainConfig, load_config
 from jaxhedge.ledger import CostModel
 
@@ -61,36 +63,6 @@ class DeepHedgingJob:
         return self.agent, hparams
 
 
-def _rlop_job():
-    from jaxhedge.agents.rlop import RLOPPreset
-    return RLOPPreset
-
-
-def _adaptive_qlbs_job():
-    from jaxhedge.agents.adaptive_qlbs import AdaptiveQLBSPreset
-    return AdaptiveQLBSPreset
-
-
-JOBS = {"deep-hedging": DeepHedgingJob, "rlop": _rlop_job, "adaptive-qlbs": _adaptive_qlbs_job}
-
-
-def preset_path(agent: str, preset: str) -> Path:
-    return EXPERIMENTS / agent.replace("-", "_") / f"{preset}.toml"
-
-
-def load_job(agent: str, preset: str | None = None, config: str | Path | None = None,
-             overrides=()):
-    """The resolved job config for ``agent`` from a preset name or a TOML file, plus overrides."""
-    if agent not in JOBS:
-        raise ValueError(f"agent: {agent!r} has no training job yet; choose one of {sorted(JOBS)}")
-    path = Path(config) if config else (preset_path(agent, preset) if preset else None)
-    if path is not None and not path.is_file():
-        raise ValueError(f"{'config' if config else 'preset'}: no such file {path}")
-    job = JOBS[agent]
-    job = job if isinstance(job, type) else job()  # lazily imported job classes
-    return load_config(job, path, overrides)
-
-
 @dataclasses.dataclass(frozen=True)
 class QLBSSeeds:
     seed: int = 0
@@ -107,7 +79,24 @@ class QLBSJob:
     train: QLBSSeeds = QLBSSeeds()
 
 
-JOBS["qlbs"] = QLBSJob
+JOBS = {"deep-hedging": DeepHedgingJob, "rlop": RLOPPreset, "adaptive-qlbs": AdaptiveQLBSPreset,
+        "qlbs": QLBSJob}
+
+
+def preset_path(agent: str, preset: str) -> Path:
+    return EXPERIMENTS / agent.replace("-", "_") / f"{preset}.toml"
+
+
+def load_job(agent: str, preset: str | None = None, config: str | Path | None = None,
+             overrides=()):
+    """The resolved job config for ``agent`` from a preset name or a TOML file, plus overrides."""
+    if agent not in JOBS:
+        raise ValueError(f"agent: {agent!r} has no training job yet; choose one of {sorted(JOBS)}")
+    path = Path(config) if config else (preset_path(agent, preset) if preset else None)
+    if path is not None and not path.is_file():
+        raise ValueError(f"{'config' if config else 'preset'}: no such file {path}")
+    return load_config(JOBS[agent], path, overrides)
+
 
 
 def run_qlbs(job, run_dir: str | Path) -> dict:

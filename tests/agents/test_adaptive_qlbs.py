@@ -381,18 +381,23 @@ def _learning_setup():
     return agent, hp
 
 
-@pytest.fixture(scope="module")
-def trained():
-    agent, hp = _learning_setup()
+def _train(agent, hp, key, n_updates):
+    """init, then ``n_updates`` updates under one jitted ``lax.scan``: (state, metrics)."""
 
     @jax.jit
     def train(key):
         k_init, k_train = jax.random.split(key)
         st = agent.init(k_init, hp)
         return jax.lax.scan(lambda s, k: agent.update(k, s, hp), st,
-                            jax.random.split(k_train, 1500))
+                            jax.random.split(k_train, n_updates))
 
-    st, m = train(jax.random.key(0))
+    return train(key)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    agent, hp = _learning_setup()
+    st, m = _train(agent, hp, jax.random.key(0), 1500)
     return agent, hp, st, m
 
 
@@ -424,15 +429,7 @@ def test_pathwise_estimator_learns_the_vol_reinforce_does_not():
         hp = agent.default_hparams().replace(
             mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9, strike_hi=1.1,
             s0_lo=0.95, s0_hi=1.05, cost_lo=0.0, cost_hi=0.0, learning_rate=3e-3)
-
-        @jax.jit
-        def train(key):
-            k_init, k_train = jax.random.split(key)
-            st = agent.init(k_init, hp)
-            return jax.lax.scan(lambda s, k: agent.update(k, s, hp), st,
-                                jax.random.split(k_train, 200))
-
-        _, m = train(jax.random.key(0))
+        _, m = _train(agent, hp, jax.random.key(0), 200)
         assert bool(jnp.all(jnp.isfinite(m["loss"])))
         assert float(jnp.mean(m["mean_vol_err0"][:10])) > 0.4
         ends[est] = float(jnp.mean(m["mean_vol_err0"][-20:]))
