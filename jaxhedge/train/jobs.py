@@ -44,23 +44,53 @@ class ContractSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class MixtureSection:
+    """``[mixture]``: train on a stress-scenario mixture (:mod:`jaxhedge.stress.mixture`)
+    instead of the contract's market. Empty ``scenarios`` (the default) = plain training."""
+
+    scenarios: tuple[str, ...] = ()
+    calm_weight: float = 0.25
+    max_severity: float = 1.5
+
+    def __post_init__(self):
+        if self.scenarios:
+            from jaxhedge.stress.mixture import check_mixture
+
+            try:
+                check_mixture(self.scenarios, self.calm_weight, self.max_severity)
+            except ValueError as err:  # the config loader prefixes the section name
+                raise ValueError(str(err).removeprefix("mixture.")) from None
+
+
+@dataclasses.dataclass(frozen=True)
 class DeepHedgingJob:
     """``[agent]`` is :class:`~jaxhedge.agents.deep_hedging.DeepHedging` itself (its
-    environment in ``[agent.env]``); ``[contract]`` the market and contract numbers."""
+    environment in ``[agent.env]``); ``[contract]`` the market and contract numbers;
+    ``[mixture]`` optional robust training on stress scenarios."""
 
     agent: DeepHedging = DeepHedging()
     contract: ContractSection = ContractSection()
     train: TrainConfig = TrainConfig()
+    mixture: MixtureSection = MixtureSection()
 
     def build(self):
         from jaxhedge.hedge import default_market
 
         c = self.contract
-        hparams = self.agent.default_hparams(
-            default_market(self.agent.env.market, s0=c.s0, mu=c.mu, sigma=c.sigma),
+        agent = self.agent
+        if self.mixture.scenarios:
+            from jaxhedge.stress.mixture import RobustDeepHedging
+
+            fields = {f.name: getattr(agent, f.name) for f in dataclasses.fields(agent)
+                      if f.init and f.name != "name"}
+            agent = RobustDeepHedging(**fields, mixture=self.mixture.scenarios,
+                                      calm_weight=self.mixture.calm_weight,
+                                      max_severity=self.mixture.max_severity)
+        hparams = agent.default_hparams(
+            default_market(agent.env.market, s0=c.s0, mu=c.mu, sigma=c.sigma),
             strike=c.strike or c.s0, maturity=c.maturity, rate=c.rate,
             costs=CostModel(proportional=c.cost))
-        return self.agent, hparams
+        return agent, hparams
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,219 @@
+"""``jaxhedge stress``: every agent on every scenario, on common random numbers.
+
+Per scenario the paths are simulated ONCE (key ``fold_in(PRNGKey(seed), crc32(name))``, so
+adding or removing a scenario never changes another's paths) and every agent hedges those
+same paths with :func:`jaxhedge.rollout.run_on_paths`; the ledger, costs and premium (the
+calm BS price of the contract) are the contract's, the same for all. Agents are classical
+hedgers by name (``delta``, ``ww``, ``naked``; BS delta and the Whalley–Wilmott band at the
+contract's sigma) or trained run directories.
+
+The contract: the trained agents' common evaluation contract (they must agree; ValueError
+otherwise), else :class:`Contract` defaults; ``n_steps`` overrides the number of dates.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import zlib
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from jaxhedge import hedge, risk
+from jaxhedge.report import stress as report
+from jaxhedge.rollout import run_on_paths
+from jaxhedge.runinfo import atomic_write_json, atomic_write_text, run_metadata
+from jaxhedge.stress.contract import Contract, same_contract, validate_contract
+from jaxhedge.stress.registry import resolve_scenarios
+from jaxhedge.stress.scenarios import Scenario, ScenarioUnavailable
+
+CLASSICAL = ("delta", "ww", "naked")
+#: Paths hedged per compiled call (bounds memory for large runs).
+CHUNK_PATHS = 65_536
+METRICS = ("shortfall_prob", "es_5", "es_10", "mean_pnl", "std_pnl", "mean_cost", "turnover")
+
+
+@dataclasses.dataclass
+class StressAgent:
+    label: str
+    hedger: object = None
+    contract: Contract | None = None  # the trained agent's evaluation contract
+    source: str = "classical"  # the classical hedger's name, or the run directory
+
+
+@dataclasses.dataclass
+class StressResult:
+    """rows (agent x scenario dicts, :data:`report.STRESS_COLUMNS`), verdicts by agent,
+    skipped {scenario: reason}, the contract, the scenarios run, and (``keep_pnl``) the
+    per-path P&L {(agent, scenario): array}."""
+
+    rows: list[dict]
+    verdicts: dict[str, str]
+    skipped: dict[str, str]
+    contract: Contract
+    scenarios: list[Scenario]
+    pnl: dict = dataclasses.field(default_factory=dict)
+
+
+def scenario_key(seed: int, name: str):
+    """The key a scenario's paths are drawn from (independent of the other scenarios)."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def scenario_paths(scenario: Scenario, contract: Contract, n_paths: int, seed: int):
+    """The paths every agent faces in ``scenario`` (fields (n_paths, N+1))."""
+    return scenario.paths(scenario_key(seed, scenario.name), contract, n_paths)
+
+
+def load_agents(specs: list[str], member: int = 0) -> list[StressAgent]:
+    """Classical names stay placeholders (built once the contract is known); run dirs load."""
+    agents, seen = [], set()
+    for spec in specs:
+        if spec in CLASSICAL:
+            agent = StressAgent(label=spec, source=spec)
+        elif (Path(spec) / "checkpoints").is_dir():
+            agent = _load_trained(Path(spec), member)
+        else:
+            raise ValueError(f"agents: {spec!r} is neither a classical hedger "
+                             f"({', '.join(CLASSICAL)}) nor a trained run directory")
+        label, k = agent.label, 2
+        while agent.label in seen:  # two runs with the same directory name
+            agent.label, k = f"{label}-{k}", k + 1
+        seen.add(agent.label)
+        agents.append(agent)
+    if not agents:
+        raise ValueError("agents: give at least one agent")
+    return agents
+
+
+def _load_trained(run_dir: Path, member: int) -> StressAgent:
+    from jaxhedge.evaluate import evaluation_setup
+    from jaxhedge.train import load_trained
+
+    agent, hparams, state = load_trained(run_dir, member)
+    env, params = evaluation_setup(agent, hparams, None)
+    return StressAgent(label=run_dir.name, hedger=agent.hedger(state, hparams),
+                       contract=Contract.from_env(env.config, params), source=str(run_dir))
+
+
+def common_contract(agents: list[StressAgent], n_steps: int | None = None,
+                    default: Contract | None = None) -> Contract:
+    """The one contract every agent faces (module docstring)."""
+    trained = [a for a in agents if a.contract is not None]
+    contract = trained[0].contract if trained else (default or Contract())
+    for a in trained[1:]:
+        if not same_contract(a.contract, contract):
+            raise ValueError(f"agents: trained runs hedge different contracts "
+                             f"({trained[0].label}: {_short(contract)}; "
+                             f"{a.label}: {_short(a.contract)})")
+    if n_steps is not None:  # a trained agent then hedges at a frequency it was not trained at
+        contract = contract.replace(n_steps=int(n_steps))
+    # host floats: restored leaves may be numpy scalars of the run's dtype
+    contract = jax.tree.map(float, contract)
+    return validate_contract(contract)
+
+
+def _short(c: Contract) -> str:
+    return (f"s0={float(c.s0):g} K={float(c.strike):g} T={float(c.maturity):.4g} "
+            f"N={c.n_steps} sigma={float(c.sigma):g} cost={float(c.cost):g} {c.option}")
+
+
+def classical_hedger(name: str, contract: Contract, risk_aversion: float | None = None):
+    """BS delta / Whalley–Wilmott at the contract's sigma, or naked.
+
+    The WW lambda defaults to ``100 / s0`` (lambda = 1 per unit of money at s0 = 100, the
+    project's default scale, so the band is the same relative to the contract's size).
+    """
+    lam = 100.0 / float(contract.s0) if risk_aversion is None else risk_aversion
+    h = hedge.make_hedger(name, contract.option, lam)
+    return h.replace(vol=float(contract.sigma)) if hasattr(h, "vol") else h
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _hedge(env, params, hedger, paths):
+    out = run_on_paths(env, params, hedger, paths, keep_paths=False)
+    return out.pnl, out.cost, out.turnover
+
+
+def hedge_paths(contract: Contract, hedger, paths, chunk: int = CHUNK_PATHS):
+    """(pnl, cost, turnover) numpy arrays of ``hedger`` on ``paths`` (chunks of ``chunk``)."""
+    env, params = contract.env()
+    n = paths.spot.shape[0]
+    parts = []
+    for lo in range(0, n, chunk):
+        sub = jax.tree.map(lambda a: a[lo:lo + chunk], paths)
+        parts.append([np.asarray(x) for x in _hedge(env, params, hedger, sub)])
+    return tuple(np.concatenate(p) for p in zip(*parts))
+
+
+def run_stress(agent_specs: list[str], scenarios: str | list = "all", n_paths: int = 20_000,
+               seed: int = 0, n_steps: int | None = None, contract: Contract | None = None,
+               risk_aversion: float | None = None, member: int = 0, keep_pnl: bool = False,
+               log=print) -> StressResult:
+    """Run the stress table (module docstring); ``log`` gets one line per skipped scenario.
+
+    ``scenarios``: ``"all"``, comma-separated names, or a list of :class:`Scenario` objects
+    (custom parameters) starting with ``Calm()``. Raises ValueError (one line naming the
+    field) for unknown agents/scenarios, disagreeing trained contracts or bad parameters,
+    before anything is simulated.
+    """
+    if not isinstance(n_paths, int) or n_paths < 2:
+        raise ValueError(f"paths: must be an integer >= 2 (got {n_paths!r})")
+    if isinstance(scenarios, (list, tuple)) and all(isinstance(s, Scenario) for s in scenarios):
+        chosen = list(scenarios)  # scenario objects with custom parameters
+        if not chosen or chosen[0].name != "calm":
+            raise ValueError("scenarios: a list of Scenario objects must start with calm")
+    else:
+        chosen = resolve_scenarios(scenarios)
+    agents = load_agents(list(agent_specs), member)
+    contract = common_contract(agents, n_steps, contract)
+    for a in agents:
+        if a.hedger is None:
+            a.hedger = classical_hedger(a.source, contract, risk_aversion)
+    for s in chosen:  # contract-dependent checks before any simulation
+        s.check(contract)
+    rows, skipped, pnls, ran = [], {}, {}, []
+    for s in chosen:
+        try:
+            paths = scenario_paths(s, contract, n_paths, seed)
+        except ScenarioUnavailable as err:
+            skipped[s.name] = str(err)
+            log(f"skipped {s.name}: {err}")
+            continue
+        ran.append(s)
+        for a in agents:
+            pnl, cost, turnover = hedge_paths(contract, a.hedger, paths)
+            m = risk.hedge_metrics(pnl, cost, turnover)
+            rows.append({"agent": a.label, "scenario": s.name,
+                         **{k: float(m[k]) for k in METRICS}})
+            if keep_pnl:
+                pnls[(a.label, s.name)] = pnl
+    report.add_degradation(rows)
+    if any(not math.isfinite(r["mean_pnl"]) for r in rows):
+        bad = next(r for r in rows if not math.isfinite(r["mean_pnl"]))
+        raise FloatingPointError(f"{bad['agent']} on {bad['scenario']}: non-finite P&L")
+    return StressResult(rows=rows, verdicts=report.verdicts(rows), skipped=skipped,
+                        contract=contract, scenarios=ran, pnl=pnls)
+
+
+def write_outputs(result: StressResult, out: str | Path, n_paths: int, seed: int,
+                  agents: list[str] | None = None) -> list[Path]:
+    """DIR/stress.csv, stress.md, stress_heatmap.png, stress.json (all written atomically)."""
+    out = Path(out)
+    title = (f"Stress test: {n_paths:,} paths per scenario, {result.contract.n_steps} dates, "
+             f"cost {float(result.contract.cost):g}")
+    atomic_write_text(out / "stress.csv", report.csv_text(result.rows))
+    atomic_write_text(out / "stress.md",
+                      report.markdown(result.rows, result.verdicts, result.skipped, title))
+    report.heatmap(result.rows, out / "stress_heatmap.png", title)
+    json_rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                  for k, v in r.items()} for r in result.rows]
+    atomic_write_json(out / "stress.json", {
+        "rows": json_rows, "verdicts": result.verdicts, "skipped": result.skipped,
+        "contract": result.contract.describe(),
+        "scenarios": [s.describe() for s in result.scenarios], "agents": agents,
+        "n_paths": n_paths, "seed": seed,
+        "notes": "es_5_vs_calm null = inf (calm ES 0, scenario ES > 0)", **run_metadata()})
+    return [out / f for f in ("stress.csv", "stress.md", "stress_heatmap.png", "stress.json")]
