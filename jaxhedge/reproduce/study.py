@@ -1,0 +1,285 @@
+"""``jaxhedge reproduce``: the papers' static-fit and after-cost hedging study, end to end.
+
+For every asset x period (METHODS §5):
+
+* **static** — every (day, bucket) slice of the period is calibrated in one vmapped call
+  per model (BS, JD = Merton, SV = Heston; QLBS / RLOP by moving only the trained
+  network's (sigma, mu) inputs), implied vols are inverted, and the equal-day-average
+  IVRMSE x1e3 is tabulated per bucket x moneyness group (:mod:`jaxhedge.calibrate.static`);
+* **hedging** — for each of the 6 slices (bucket 14/28/56 d x target K/F 1.00/1.03) the
+  episodes of :func:`jaxhedge.data.build_episodes` are calibrated on their start-day
+  anchor-expiry slice (one vmapped call per model) and hedged on the realized path by
+  :func:`jaxhedge.backtest.backtest`, in ``surface-delta`` mode (every model: delta of the
+  calibrated price function at fixed parameters) and, for QLBS / RLOP, ``policy`` mode
+  (the trained policy network's hedge, fed the calibrated (sigma, mu)).
+
+Outputs (all written atomically) are listed in :func:`run_study`. Python loops here run
+over assets, periods, slices and models (at most 2 x 2 x 6 x 5); every loop over days,
+quotes, episodes or dates is inside a compiled, vmapped call.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from jaxhedge.reproduce.config import MODEL_LABELS, StudyConfig
+
+__all__ = ["StudyRequest", "run_study", "static_part", "hedging_part", "policy_positions",
+           "surface_delta_fn", "STATIC_COLUMNS", "HEDGING_COLUMNS"]
+
+STATIC_COLUMNS = ["period", "asset", "bucket_days", "group", "model", "ivrmse_x1e3", "n_days"]
+HEDGING_COLUMNS = ["period", "asset", "bucket_days", "target_moneyness", "model", "mode",
+                   "rmse", "avg_cost", "shortfall_prob", "es_5", "es_10", "n_hedges"]
+PARAMETRIC = ("bs", "jd", "sv")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyRequest:
+    """What to run (the CLI's flags, validated by :func:`jaxhedge.reproduce.command`)."""
+
+    data_dir: Path
+    out: Path
+    parts: tuple[str, ...] = ("static", "hedging")
+    models: tuple[str, ...] = ("bs", "jd", "sv", "qlbs", "rlop")
+    assets: tuple[str, ...] = ("spy", "xop")
+    periods: tuple[str, ...] = ("2020q1", "2025q2")
+
+
+def _fitters():
+    from jaxhedge.calibrate import fit_bs, fit_heston, fit_merton
+
+    return {"bs": fit_bs, "jd": fit_merton, "sv": fit_heston}
+
+
+def _dtype(config: StudyConfig):
+    return jnp.float64 if config.x64 else jnp.float32
+
+
+# ----------------------------------------------------------------------------- static
+def static_part(pdata, models, agents: dict, config: StudyConfig) -> pd.DataFrame:
+    """IVRMSE table (STATIC_COLUMNS) of one asset-period over all its (day, bucket) slices."""
+    from jaxhedge.calibrate import market_iv, model_iv
+    from jaxhedge.calibrate.static import ivrmse_table
+    from jaxhedge.calibrate.surface import fit_surface, surface_prices
+    from jaxhedge.data import static_slices
+
+    dtype = _dtype(config)
+    batch = static_slices(pdata.quotes)
+    mkt = np.asarray(market_iv(batch, dtype=dtype))
+    ivs = {}
+    fitters = _fitters()
+    for m in models:
+        if m in PARAMETRIC:
+            fit = fitters[m](batch, n_iter=config.calib_iters, dtype=dtype)
+            ivs[MODEL_LABELS[m]] = np.asarray(model_iv(fit, batch, dtype=dtype))
+        else:
+            ta = agents[m]
+            sf = fit_surface(ta.price_fn, batch, n_iter=config.calib_iters, dtype=dtype)
+            prices = surface_prices(ta.price_fn, sf, batch, dtype=dtype)
+            ivs[MODEL_LABELS[m]] = np.asarray(model_iv(prices, batch, dtype=dtype))
+    table = ivrmse_table(batch, ivs, mkt, key_names=("date", "bucket_days"),
+                         period=pdata.period, asset=pdata.asset)
+    return table[STATIC_COLUMNS]
+
+
+# ----------------------------------------------------------------------------- hedging
+_DELTA_FNS: dict[int, Callable] = {}
+
+
+def surface_delta_fn(price_fn: Callable) -> Callable:
+    """Central-difference delta (METHODS §5.6 step) of an agent surface at fixed (sigma, mu).
+
+    ``params`` = (sigma, mu) per episode. The surface is priced on the prepaid forward
+    S e^{-q tau} (the agents train without dividends; ``fit_surface`` does the same), so its
+    spot derivative includes the e^{-q tau} of a dividend-paying underlying. One function
+    object per surface, so the backtest compiles once per agent.
+    """
+    from jaxhedge.backtest import fd_delta_fn
+
+    key = id(price_fn)
+    if key not in _DELTA_FNS:
+        def price(spot, tau, strike, rate, q_hat, params):
+            sigma, mu = params
+            return price_fn(sigma, mu, spot * jnp.exp(-q_hat * tau), strike, tau, rate)
+        _DELTA_FNS[key] = fd_delta_fn(price)
+    return _DELTA_FNS[key]
+
+
+def policy_positions(hedger, episodes, sigma, mu, cost: float):
+    """(n, T) hedge of a trained policy along each episode's realized path.
+
+    The observation at each rebalancing date is the one the agents train on, in strike
+    units (spot S/K, strike 1: the networks saw S0, K ~ U(0.3, 1.7)), with the remaining
+    time, the start day's r and q_hat, the calibrated (sigma, mu) of the start day held
+    fixed, eps = ``cost`` and the position held so far (a ``lax.scan`` over dates).
+    Padded dates hold the position.
+    """
+    from jaxhedge.env import Observation
+
+    dtype = episodes.spots.dtype
+
+    @jax.jit
+    def run(spots, tau, mask, strike, rate, q_hat, sigma, mu):
+        def one(spots, tau, mask, strike, rate, q_hat, sigma, mu):
+            c = lambda v: jnp.asarray(v, dtype)
+
+            def step(pos, xs):
+                s, t, m = xs
+                obs = Observation(spot=s / strike, strike=c(1.0), time_to_maturity=t,
+                                  elapsed=tau[0] - t, rate=rate, div_yield=q_hat, drift=mu,
+                                  vol=sigma, cost=c(cost), cost_multiplier=c(1.0), position=pos)
+                u = jnp.where(m, jnp.asarray(hedger(obs), dtype), pos)
+                return u, u
+
+            _, us = jax.lax.scan(step, c(0.0), (spots[:-1], tau[:-1], mask))
+            return us
+        return jax.vmap(one)(spots, tau, mask, strike, rate, q_hat, sigma, mu)
+
+    e = episodes
+    return run(e.spots, jnp.where(e.tau > 0, e.tau, 1e-6), e.step_mask, e.strike, e.rate,
+               e.q_hat, jnp.asarray(sigma, dtype), jnp.asarray(mu, dtype))
+
+
+@dataclasses.dataclass
+class SliceOutcome:
+    rows: list[dict]
+    pnls: dict[str, np.ndarray]
+    cost_risk: list[dict]
+    report: dict
+
+
+def hedging_part(pdata, bucket: int, target: float, models, agents: dict,
+                 config: StudyConfig) -> SliceOutcome:
+    """Backtest every model on one slice; rows follow HEDGING_COLUMNS."""
+    from jaxhedge.backtest import backtest, metrics, model_delta_fn
+    from jaxhedge.calibrate.surface import fit_surface
+    from jaxhedge.data import build_episodes
+
+    dtype = _dtype(config)
+    episodes, report = build_episodes(pdata.chain, start=pdata.start, end=pdata.end,
+                                      bucket_days=bucket, target_km=target, dtype=dtype,
+                                      slice_key=(pdata.asset, pdata.period, bucket, target))
+    label = {"period": pdata.period, "asset": pdata.asset, "bucket_days": bucket,
+             "target_moneyness": target}
+    out = SliceOutcome([], {}, [], {"episodes": int(episodes.n_episodes),
+                                    "skipped": report.to_dict()})
+    if episodes.n_episodes == 0:
+        return out
+    fitters = _fitters()
+
+    def record(name, mode, result):
+        met = metrics(result)
+        out.rows.append({**label, "model": name, "mode": mode,
+                         **{k: met[k] for k in HEDGING_COLUMNS[6:]}})
+        tag = name if mode == "surface-delta" else f"{name} ({mode})"
+        out.pnls[tag] = np.asarray(result.pnl)
+        out.cost_risk.append({"model": tag, "avg_cost": met["avg_cost"],
+                              "rmse_before_cost": met["rmse_before_cost"]})
+
+    for m in models:
+        name = MODEL_LABELS[m]
+        if m in PARAMETRIC:
+            fit = fitters[m](episodes.anchor, n_iter=config.calib_iters, dtype=dtype)
+            record(name, "surface-delta", backtest(episodes, model_delta_fn, config.cost,
+                                                   params=fit))
+            continue
+        ta = agents[m]
+        sf = fit_surface(ta.price_fn, episodes.anchor, n_iter=config.calib_iters, dtype=dtype)
+        sigma, mu = jnp.asarray(sf.sigma, dtype), jnp.asarray(sf.mu, dtype)
+        record(name, "surface-delta", backtest(episodes, surface_delta_fn(ta.price_fn),
+                                               config.cost, params=(sigma, mu)))
+        positions = policy_positions(ta.agent.hedger(ta.state, ta.hparams), episodes, sigma,
+                                     mu, config.cost)
+        record(name, "policy", backtest(episodes, positions, config.cost))
+    return out
+
+
+# ----------------------------------------------------------------------------- the run
+def run_study(request: StudyRequest, config: StudyConfig, agents: dict, log=print,
+              progress=None) -> dict:
+    """Run the requested parts and write, under ``request.out``:
+
+    ``static_ivrmse.csv|.md`` (STATIC_COLUMNS), ``hedging.csv|.md`` (HEDGING_COLUMNS),
+    ``summary.md`` (winners and static-vs-hedging rank correlations),
+    ``figures/pnl_cdf_<asset>_<period>.png`` and ``figures/cost_risk_<asset>_<period>.png``,
+    and ``study.json`` (request, config, agents, per-slice episode counts and skip reasons,
+    timings, provenance). Returns the study.json content.
+
+    ``progress(done, total, label)`` is called after each unit of work.
+    """
+    from jaxhedge.backtest import SLICES
+    from jaxhedge.data import load_period
+    from jaxhedge.report.paper import cost_risk_map, pnl_cdf_grid
+    from jaxhedge.reproduce.summary import markdown, summary_markdown
+    from jaxhedge.runinfo import atomic_write_json, atomic_write_text, run_metadata
+
+    out = Path(request.out)
+    t_start = time.perf_counter()
+    combos = [(a, p) for p in request.periods for a in request.assets]
+    n_units = len(combos) * (("static" in request.parts) + 6 * ("hedging" in request.parts))
+    done = 0
+    static_tables, hedging_rows, slices_info, timings = [], [], {}, {}
+
+    def tick(label):
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, n_units, label)
+
+    for asset, period in combos:
+        pdata = load_period(request.data_dir, asset, period)
+        tag = f"{asset} {period}"
+        if "static" in request.parts:
+            t0 = time.perf_counter()
+            static_tables.append(static_part(pdata, request.models, agents, config))
+            timings[f"static {tag}"] = time.perf_counter() - t0
+            tick(f"{tag} static fit")
+        if "hedging" in request.parts:
+            pnls, points = {}, []
+            t0 = time.perf_counter()
+            for bucket, target in SLICES:
+                res = hedging_part(pdata, bucket, target, request.models, agents, config)
+                hedging_rows += res.rows
+                slices_info[f"{tag} {bucket}d K/F={target:.2f}"] = res.report
+                if res.pnls:
+                    pnls[(bucket, target)] = res.pnls
+                points += [{**p, "label": f"{bucket}d {target:.2f}"} for p in res.cost_risk]
+                tick(f"{tag} hedging {bucket}d K/F={target:.2f}")
+            timings[f"hedging {tag}"] = time.perf_counter() - t0
+            if pnls:
+                pnl_cdf_grid(pnls, out / "figures" / f"pnl_cdf_{asset}_{period}.png",
+                             title=f"{asset.upper()} {period}: terminal P&L per slice")
+                cost_risk_map(points, out / "figures" / f"cost_risk_{asset}_{period}.png",
+                              title=f"{asset.upper()} {period}: cost vs before-cost risk")
+
+    static = (pd.concat(static_tables, ignore_index=True) if static_tables
+              else pd.DataFrame(columns=STATIC_COLUMNS))
+    hedging = pd.DataFrame(hedging_rows, columns=HEDGING_COLUMNS)
+    if "static" in request.parts:
+        atomic_write_text(out / "static_ivrmse.csv", static.to_csv(index=False))
+        wide = static.pivot_table(index=["period", "asset", "bucket_days", "group"],
+                                  columns="model", values="ivrmse_x1e3", sort=False)
+        wide = wide[[MODEL_LABELS[m] for m in request.models if MODEL_LABELS[m] in wide]]
+        atomic_write_text(out / "static_ivrmse.md",
+                          "# IVRMSE x1e3 (equal-day average)\n\n"
+                          + markdown(wide.reset_index(), "{:.1f}") + "\n")
+    if "hedging" in request.parts:
+        atomic_write_text(out / "hedging.csv", hedging.to_csv(index=False))
+        atomic_write_text(out / "hedging.md", f"# After-cost hedging (eps = {config.cost:g})\n\n"
+                          + markdown(hedging, "{:.4g}") + "\n")
+    atomic_write_text(out / "summary.md", summary_markdown(static, hedging))
+    info = {"request": {k: (str(v) if isinstance(v, Path) else v)
+                        for k, v in dataclasses.asdict(request).items()},
+            "config": dataclasses.asdict(config),
+            "agents": {m: str(a.run_dir) for m, a in agents.items()},
+            "slices": slices_info, "timings_s": timings,
+            "wall_s": time.perf_counter() - t_start, **run_metadata()}
+    atomic_write_json(out / "study.json", info)
+    return info
