@@ -242,6 +242,59 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _add_sweep(sub):
+    from jaxhedge.sweep.command import add_arguments
+
+    p = sub.add_parser("sweep", help="run a hyperparameter sweep file (local devices or Ray)")
+    add_arguments(p, _int_at_least)
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> int:
+    from jaxhedge.sweep.command import run_command, user_errors
+
+    try:
+        return run_command(args)
+    except user_errors() as err:  # ConfigError, SweepDirError: one line naming the field
+        raise BadInput(str(err).splitlines()[0]) from None
+
+
+def _add_stress(sub):
+    from jaxhedge.stress.command import add_arguments
+
+    p = sub.add_parser("stress", help="stress-test hedgers on named scenarios (same paths "
+                                      "for every agent)")
+    add_arguments(p, _int_at_least, _float_in)
+    p.set_defaults(func=_cmd_stress)
+
+
+def _cmd_stress(args) -> int:
+    from jaxhedge.stress.command import run_command
+
+    try:
+        return run_command(args)
+    except ValueError as err:  # unknown agent/scenario, contract mismatch: one line
+        raise BadInput(str(err).splitlines()[0]) from None
+
+
+def _add_reproduce(sub):
+    from jaxhedge.reproduce.command import add_arguments
+
+    p = sub.add_parser("reproduce", help="the papers' SPY/XOP study: static IV fit vs "
+                                         "after-cost hedging, tables and figures")
+    add_arguments(p)
+    p.set_defaults(func=_cmd_reproduce)
+
+
+def _cmd_reproduce(args) -> int:
+    from jaxhedge.reproduce.command import run_command
+
+    try:
+        return run_command(args)
+    except ValueError as err:  # bad list entry, missing data, config error: one line
+        raise BadInput(str(err).splitlines()[0]) from None
+
+
 class _progress:
     """Rich progress bar over chunks, shown only when there is more than one chunk."""
 
@@ -273,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_demo(sub)
+    _add_stress(sub)
+    _add_sweep(sub)
+    _add_reproduce(sub)
     return parser
 
 

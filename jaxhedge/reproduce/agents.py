@@ -5,6 +5,10 @@
 both give a differentiable surface for :func:`jaxhedge.calibrate.surface.fit_surface`.
 Classic Halperin QLBS (§4.4) prices one contract per Monte Carlo DP run and has no
 surface to calibrate (docs/calibration.md).
+
+The surface is the agent's price at cost input eps = 0: market quotes (``C_eur``, mids)
+carry no trading cost, so the static fit and the surface delta use the frictionless
+price; policy mode feeds the study's eps to the policy, which trades at that cost.
 """
 from __future__ import annotations
 
@@ -40,24 +44,24 @@ def model_of_agent(agent) -> str:
                          f"(model qlbs) or RLOP (model rlop) runs") from None
 
 
-def _load(run_dir: Path, cost: float) -> TrainedAgent:
+def _load(run_dir: Path) -> TrainedAgent:
     from jaxhedge.calibrate.surface import agent_price_fn
     from jaxhedge.train import load_trained
 
     agent, hparams, state = load_trained(run_dir)
     model = model_of_agent(agent)
     return TrainedAgent(model, Path(run_dir), agent, hparams, state,
-                        agent_price_fn(agent, state, cost=cost))
+                        agent_price_fn(agent, state, cost=0.0))
 
 
-def load_agents(run_dirs, cost: float) -> dict[str, TrainedAgent]:
+def load_agents(run_dirs) -> dict[str, TrainedAgent]:
     """``{model: TrainedAgent}`` of the given run directories (one per model at most)."""
     out: dict[str, TrainedAgent] = {}
     for rd in run_dirs:
         rd = Path(rd)
         if not (rd / "checkpoints").is_dir():
             raise ValueError(f"--agents: no trained run at {rd}")
-        ta = _load(rd, cost)
+        ta = _load(rd)
         if ta.model in out:
             raise ValueError(f"--agents: two runs for model {ta.model} ({out[ta.model].run_dir}, "
                              f"{rd}); give one")

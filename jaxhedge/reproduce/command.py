@@ -54,11 +54,9 @@ def add_arguments(p) -> None:
 def run_command(args) -> int:
     import jax
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from jaxhedge.reproduce.agents import load_agents, train_agents
     from jaxhedge.reproduce.config import load_study_config
-    from jaxhedge.reproduce.study import StudyRequest, run_study
 
     parts = parse_list("--parts", args.parts, PARTS)
     models = parse_list("--models", args.models, MODELS)
@@ -73,13 +71,24 @@ def run_command(args) -> int:
     t0 = time.perf_counter()
 
     rl = [m for m in models if m in AGENT_OF_MODEL]
-    agents = load_agents(args.agents, config.cost) if rl else {}
+    agents = load_agents(args.agents) if rl else {}
     missing = [m for m in rl if m not in agents]
     if missing:  # train before switching to float64: the agents are float32 networks
         dirs = train_agents(missing, config, args.out, log=console.print)
-        agents.update(load_agents(dirs.values(), config.cost))
+        agents.update(load_agents(dirs.values()))
+    x64_before = jax.config.jax_enable_x64
     if config.x64:
         jax.config.update("jax_enable_x64", True)
+    try:
+        return _run(args, config, agents, parts, models, assets, periods, data, console, t0)
+    finally:  # leave the process as found (in-process callers, tests)
+        jax.config.update("jax_enable_x64", x64_before)
+
+
+def _run(args, config, agents, parts, models, assets, periods, data, console, t0) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from jaxhedge.reproduce.study import StudyRequest, run_study
 
     request = StudyRequest(data_dir=data, out=args.out, parts=parts, models=models,
                            assets=assets, periods=periods)
@@ -93,9 +102,8 @@ def run_command(args) -> int:
             console.print(f"[{time.perf_counter() - t0:7.1f}s] {label}")
 
         info = run_study(request, config, agents, log=console.print, progress=progress)
-    from jaxhedge.reproduce.summary import rank_correlations  # noqa: F401  (doc pointer)
-
-    print((args.out / "summary.md").read_text().split("## Does static-fit rank")[-1]
-          if "static" in parts and "hedging" in parts else "")
+    if "static" in parts and "hedging" in parts:  # the headline: rank correlations
+        text = (args.out / "summary.md").read_text()
+        print("\n".join(l for l in text.splitlines() if l.startswith("- ")))
     print(f"wrote {args.out} in {time.perf_counter() - t0:.0f}s (study {info['wall_s']:.0f}s)")
     return 0

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-__all__ = ["TrainState", "Train", "Members", "make_train", "make_members", "member_keys",
-           "stack_hparams", "all_finite", "strong_types", "ChunkSummary"]
+__all__ = ["TrainState", "Train", "Members", "make_train", "make_members", "make_member_block",
+           "member_keys", "stack_hparams", "all_finite", "strong_types", "ChunkSummary"]
 
 
 @struct.dataclass
@@ -151,6 +151,19 @@ def make_members(agent, n_steps_per_chunk: int) -> Members:
     chunk = _summarise(single.train_chunk, single.n_steps_per_chunk)
     chunk = jax.vmap(jax.vmap(chunk, in_axes=(0, None)), in_axes=(0, 0))
     return Members(jax.jit(init), jax.jit(chunk), single.n_steps_per_chunk)
+
+
+def make_member_block(agent, n_steps_per_chunk: int) -> Members:
+    """Like :func:`make_members` over ONE flat member axis ``M`` (used by sweeps).
+
+    init(keys[M], hparams[M]) -> TrainState[M]; train_chunk(ts[M], hparams[M]) ->
+    (ts[M], ChunkSummary[M]). Every member brings its own key and hparams, so a sweep can
+    cut its members into blocks of any size (member m computes what ``make_train`` does).
+    """
+    single = make_train(agent, n_steps_per_chunk)
+    chunk = _summarise(single.train_chunk, single.n_steps_per_chunk)
+    return Members(jax.jit(jax.vmap(single.init)), jax.jit(jax.vmap(chunk)),
+                   single.n_steps_per_chunk)
 
 
 def member_keys(seed: int, n_seeds: int) -> jax.Array:
