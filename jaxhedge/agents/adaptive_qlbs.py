@@ -119,7 +119,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- the formulas
-def portfolio_values(spots, hedges, strike, eps, gamma, t, is_call=True):
+def portfolio_values(spots, hedges, strike, eps, gamma, t, is_call=True, growth=None):
     """``Pi_t`` of METHODS §4.2 on continuations, by the closed (forward-sum) formula.
 
     Args:
@@ -127,6 +127,13 @@ def portfolio_values(spots, hedges, strike, eps, gamma, t, is_call=True):
       hedges: ``(..., N)`` hedges ``u_s``; only ``s >= t`` is read (``u_N := 0`` is implied).
       strike, eps, gamma: broadcast against ``spots[..., 0]``.
       t: date (may be traced).
+      growth: optional one-step growth ``E[S_{s+1} | S_s] / S_s = e^{mu dt}`` (broadcast like
+        ``strike``). When given, each hedge's gain ``u_s (gamma S_{s+1} - S_s)`` is replaced by
+        its conditional expectation given the path up to s, ``u_s S_s (gamma growth - 1)``
+        (Rao-Blackwellisation): same expectation, and the same expected gradient in any
+        parameter the hedges depend on (``u_s`` is F_s-measurable), without the zero-mean
+        ``u_s x noise`` term. Used only for the MEAN terms of the pathwise loss
+        (:func:`step_reward`), never for the std penalty, which needs the real spread.
 
     Returns ``Pi_t`` shaped ``spots.shape[:-1]``.
     """
@@ -139,7 +146,11 @@ def portfolio_values(spots, hedges, strike, eps, gamma, t, is_call=True):
     expo = (s - t).astype(dtype)  # gamma^{s-t}
     u_next = jnp.concatenate([hedges[..., 1:], jnp.zeros_like(hedges[..., :1])], axis=-1)
     s_now, s_next = spots[..., :-1], spots[..., 1:]
-    trade = hedges * (g ** (expo + 1) * s_next - g**expo * s_now)
+    if growth is None:
+        trade = hedges * (g ** (expo + 1) * s_next - g**expo * s_now)
+    else:
+        m = jnp.asarray(growth, dtype)[..., None]
+        trade = hedges * g**expo * s_now * (g * m - 1.0)
     cost = e * g ** (expo + 1) * jnp.abs(u_next - hedges) * s_next
     flows = jnp.where(active, -trade + cost, 0.0)
     payoff = jnp.maximum(jnp.where(is_call, 1.0, -1.0) * (spots[..., -1] - strike), 0.0)
@@ -147,11 +158,13 @@ def portfolio_values(spots, hedges, strike, eps, gamma, t, is_call=True):
 
 
 def step_reward(spots, hedges, strike, eps, gamma, t, risk_aversion, dt, is_call=True,
-                step_penalty_dt=True):
+                step_penalty_dt=True, growth=None):
     """``r_t`` of METHODS §4.2 from RS continuations (their axis: the LAST batch axis).
 
     ``spots`` ``(..., RS, N+1)``, ``hedges`` ``(..., RS, N)`` with ``hedges[..., t]`` the fixed
     ``u_t``; ``strike``, ``eps``, ``gamma`` shaped ``(...)`` or scalars. Returns ``(...)``.
+    ``growth`` (``e^{mu dt}``, shaped like ``strike``): Rao-Blackwellise the two mean terms
+    (see :func:`portfolio_values`); the std penalty always uses the sampled ``Pi_t``.
     """
     n = hedges.shape[-1]
     dtype = spots.dtype
@@ -171,6 +184,10 @@ def step_reward(spots, hedges, strike, eps, gamma, t, risk_aversion, dt, is_call
     penalty = jnp.asarray(risk_aversion, dtype) * std
     if step_penalty_dt:
         penalty = penalty * jnp.asarray(dt, dtype)
+    if growth is not None:
+        m = expand(growth)
+        pi_t = portfolio_values(spots, hedges, expand(strike), expand(eps), g, t, is_call, m)
+        pi_t1 = (pi_t + u_t * s_t * (g * m - 1.0)) / g
     return (g[..., 0] * (1 - (tf + 1) / n) * jnp.mean(pi_t1, axis=-1)
             - (1 - tf / n) * jnp.mean(pi_t, axis=-1) - penalty)
 
@@ -203,13 +220,16 @@ class AdaptiveQLBSHParams:
 
 @struct.dataclass
 class AdaptiveQLBSState:
-    """Agent state: graphdefs static; params ``{"policy", "baseline"}``; Adam state; step."""
+    """Agent state: graphdefs static; params ``{"policy", "baseline"}``; Adam state; step;
+    ``feature_norm``: the policy's input standardisation ``(loc, scale)`` fixed at init from
+    the training distribution (:meth:`AdaptiveQLBS.feature_norm`), or None."""
 
     policy_graphdef: Any = struct.field(pytree_node=False)
     baseline_graphdef: Any = struct.field(pytree_node=False)
     params: Any
     opt_state: Any
     step: jax.Array
+    feature_norm: Any = None
 
 
 @struct.dataclass
@@ -240,6 +260,15 @@ class AdaptiveQLBS:
         through the main path and every continuation; the baseline is still fitted, for
         diagnostics). Pathwise learns where REINFORCE's only signal, the second-order std
         penalty, drowns in reward noise (the tests record the measured numbers).
+      rao_blackwell: pathwise only: in the loss, replace each hedge gain
+        ``u_s (gamma S_{s+1} - S_s)`` of the MEAN terms by its conditional expectation
+        (:func:`portfolio_values`); unbiased, and at mu = r removes the gradient noise that does
+        not scale with lambda. Rewards, metrics and REINFORCE are unaffected.
+      lr_decay_steps: 0 keeps the learning rate constant; ``k > 0`` multiplies it by a cosine
+        from 1 down to 0.1 over updates ``0..k`` (then 0.1), from the state's step counter.
+      standardize_features: the policy reads its features standardised by the training
+        distribution of the hparams at init (:meth:`feature_norm`; kept in the state, so the
+        trained agent evaluates any contract with the same map).
       learning_rate / risk_aversion: defaults for :meth:`default_hparams`.
     """
 
@@ -256,6 +285,9 @@ class AdaptiveQLBS:
     step_penalty_dt: bool = True
     option: str = "call"
     estimator: str = "reinforce"
+    rao_blackwell: bool = False
+    lr_decay_steps: int = 0
+    standardize_features: bool = False
     learning_rate: float = 1e-4
     risk_aversion: float = 0.02
     name: str = "adaptive_qlbs"
@@ -277,6 +309,9 @@ class AdaptiveQLBS:
         if self.estimator not in ("reinforce", "pathwise"):
             raise ValueError("adaptive_qlbs.estimator: must be 'reinforce' or 'pathwise' "
                              f"(got {self.estimator!r})")
+        if not isinstance(self.lr_decay_steps, int) or self.lr_decay_steps < 0:
+            raise ValueError("adaptive_qlbs.lr_decay_steps: must be an integer >= 0 "
+                             f"(got {self.lr_decay_steps!r})")
 
     @property
     def is_call(self) -> bool:
@@ -314,7 +349,42 @@ class AdaptiveQLBS:
     def _policy(self, state, params=None) -> LatentVolPolicy:
         return LatentVolPolicy(graphdef=state.policy_graphdef,
                                params=state.params["policy"] if params is None else params,
-                               is_call=self.is_call)
+                               is_call=self.is_call, feature_norm=state.feature_norm)
+
+    def feature_norm(self, hparams):
+        """``(loc, scale)`` for :data:`nets.FEATURE_NAMES` from the contract distribution.
+
+        tau and elapsed time: uniform on [0, T]; sigma and eps: their uniform ranges; mu: its
+        normal; log(S/K): the S0 and K ranges plus the episode's diffusion; each becomes
+        roughly mean 0, std 1. Scales are floored (a degenerate range, e.g. eps = 0 or a single
+        sigma, must not divide by 0 or blow up other contracts' inputs). The normalised
+        moneyness (already in standard deviations), r (one value) and the position (in [0, 1])
+        pass unchanged.
+        """
+        dtype = jnp.result_type(float)
+        f = lambda x: jnp.asarray(x, dtype)
+        big_t = self.n_steps * f(hparams.dt)
+        unif = lambda lo, hi, floor: ((f(lo) + f(hi)) / 2,
+                                      jnp.maximum((f(hi) - f(lo)) / jnp.sqrt(f(12.0)), floor))
+        tau = (big_t / 2, big_t / jnp.sqrt(f(12.0)))
+        sig = unif(hparams.sigma_lo, hparams.sigma_hi, 0.01)
+        eps = unif(hparams.cost_lo, hparams.cost_hi, 1e-3)
+        mu = (f(hparams.mu_mean), jnp.maximum(f(hparams.mu_std), 0.1))
+        # log(S/K): log S0 and log K uniform-ish over their ranges, plus the diffusion over the
+        # episode (time-average variance sigma^2 T / 2 at the mean sigma^2)
+        lg = lambda lo, hi: (jnp.log(f(lo)) + jnp.log(f(hi))) / 2
+        lv = lambda lo, hi: (jnp.log(f(hi)) - jnp.log(f(lo))) ** 2 / 12
+        sig2 = (f(hparams.sigma_lo) ** 2 + f(hparams.sigma_lo) * f(hparams.sigma_hi)
+                + f(hparams.sigma_hi) ** 2) / 3
+        lmk = (lg(hparams.s0_lo, hparams.s0_hi) - lg(hparams.strike_lo, hparams.strike_hi),
+               jnp.maximum(jnp.sqrt(lv(hparams.s0_lo, hparams.s0_hi)
+                                    + lv(hparams.strike_lo, hparams.strike_hi)
+                                    + sig2 * big_t / 2), 0.01))
+        zero, one = f(0.0), f(1.0)
+        # order of nets.FEATURE_NAMES: log_mk, norm, tau, elapsed, r, mu, sigma, eps, position
+        pairs = [lmk, (zero, one), tau, tau, (zero, one), mu, sig, eps, (zero, one)]
+        assert len(pairs) == nets.N_FEATURES
+        return jnp.stack([p[0] for p in pairs]), jnp.stack([p[1] for p in pairs])
 
     def _baseline(self, state, params, obs, t):
         """``b(s_t) = -(1 - t/N) C_BS(S_t, K, tau, r; sigma_obs) + net(s_t)`` (strike units).
@@ -334,7 +404,9 @@ class AdaptiveQLBS:
         params = {"policy": pp, "baseline": bp}
         return AdaptiveQLBSState(policy_graphdef=pg, baseline_graphdef=bg, params=params,
                                  opt_state=self._optimizer(hparams).init(params),
-                                 step=jnp.zeros((), jnp.int32))
+                                 step=jnp.zeros((), jnp.int32),
+                                 feature_norm=(self.feature_norm(hparams)
+                                               if self.standardize_features else None))
 
     def sample_contracts(self, key, hparams) -> _Contracts:
         """``n_envs`` contracts from the training distribution (each field ``(n_envs,)``)."""
@@ -362,11 +434,13 @@ class AdaptiveQLBS:
             vol=b(c.sigma), cost=b(c.eps), cost_multiplier=b(1.0), position=b(position))
 
     def episode(self, key, policy_params, state, hparams, contracts: _Contracts, *,
-                sample_actions=True):
+                sample_actions=True, rao_blackwell=False):
         """The training episode in strike units. Returns a dict of ``(n_envs, N)`` arrays:
         ``spot`` (S_t/K), ``position`` (u_{t-1}), ``vol`` (action), ``hedge`` (u_t),
         ``reward`` (r_t); ``sample_actions=False`` takes the policy mean on the main path
-        too (evaluation: then ``sum_t gamma^t r_t`` estimates V_0 of the mean policy).
+        too (evaluation: then ``sum_t gamma^t r_t`` estimates V_0 of the mean policy);
+        ``rao_blackwell=True`` computes the rewards' mean terms with conditional-mean hedge
+        gains (same expectation, see :func:`portfolio_values`; the pathwise loss).
         """
         n, rs = self.n_steps, self.n_continuations
         policy = self._policy(state, policy_params)
@@ -374,6 +448,7 @@ class AdaptiveQLBS:
         dt = jnp.asarray(hparams.dt, dtype)
         gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * dt)
         c = contracts
+        growth = jnp.exp(c.mu * dt) if rao_blackwell else None
         k_path, k_act, k_cont = jax.random.split(key, 3)
         path_keys = jax.random.split(k_path, self.n_envs)
         sim_params = gbm.GBMParams(s0=c.s0 / c.strike, mu=c.mu, sigma=c.sigma)
@@ -416,7 +491,7 @@ class AdaptiveQLBS:
             cont = continuations(k_c, spots[:, t], t)
             hedges = cont_hedges(cont, u_t, t)
             r = step_reward(cont, hedges, 1.0, c.eps, gamma, t, hparams.risk_aversion, dt,
-                            self.is_call, self.step_penalty_dt)
+                            self.is_call, self.step_penalty_dt, growth)
             out = {"spot": spots[:, t], "position": u_prev, "vol": vol, "hedge": u_t,
                    "reward": r, "mean_vol": mean}
             return u_t, out
@@ -446,7 +521,8 @@ class AdaptiveQLBS:
                 # METHODS §4.3's pathwise estimator: -V_0 of the MEAN policy, differentiated
                 # through the main path and every continuation (the same key as ``ep``)
                 ret = self.episode(k_r, params["policy"], state, hparams, contracts,
-                                   sample_actions=False)["reward"]
+                                   sample_actions=False,
+                                   rao_blackwell=self.rao_blackwell)["reward"]
                 pol = -jnp.mean(discounted_returns(ret, gamma)[:, 0])
                 val = jnp.mean((returns - baseline) ** 2)
             else:
@@ -458,7 +534,7 @@ class AdaptiveQLBS:
         (loss, (pol, val)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         opt_state = state.opt_state
         hyper = dict(opt_state.hyperparams)
-        hyper["learning_rate"] = jnp.asarray(hparams.learning_rate,
+        hyper["learning_rate"] = jnp.asarray(self._learning_rate(hparams, state.step),
                                              jnp.asarray(hyper["learning_rate"]).dtype)
         opt_state = opt_state._replace(hyperparams=hyper)
         updates, opt_state = self._optimizer(hparams).update(grads, opt_state, state.params)
@@ -480,6 +556,14 @@ class AdaptiveQLBS:
             "grad_norm": optax.tree.norm(grads),
         }
         return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+    def _learning_rate(self, hparams, step):
+        """``hparams.learning_rate``, times the cosine decay of :attr:`lr_decay_steps`."""
+        lr = jnp.asarray(hparams.learning_rate)
+        if self.lr_decay_steps == 0:
+            return lr
+        frac = jnp.minimum(step.astype(lr.dtype) / self.lr_decay_steps, 1.0)
+        return lr * (0.1 + 0.45 * (1.0 + jnp.cos(jnp.pi * frac)))
 
     def hedger(self, state: AdaptiveQLBSState, hparams=None) -> LatentVolPolicy:
         """The trained policy (mean vol -> BS delta) as a hedger for ``rollout.rollout``."""

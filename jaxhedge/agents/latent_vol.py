@@ -7,6 +7,14 @@ delta at that volatility, ``u = e^{-q tau} N(d1(S, K, tau, r, vol))``, which kee
 hedge in [0, 1]. Sampled vols are floored at ``VOL_FLOOR`` before the delta is taken (a
 Gaussian sample can be negative); the log-probability is that of the unfloored sample.
 
+Optional input standardisation (``LatentVolPolicy.feature_norm = (loc, scale)``, each
+``(N_FEATURES,)``): the network reads ``(features - loc) / scale``. The raw features of
+:func:`jaxhedge.nets.observation_features` span very different ranges (tau and elapsed time
+~0.1, sigma over a training range of width ~0.2, log-moneyness ~0.05-1); a policy that must
+output ``sigma_hat ~ sigma`` then needs large first-layer weights on a nearly constant input
+and learns the sigma dependence slowly. ``None`` (the default, and what RLOP uses) leaves the
+features as they are.
+
 Shapes: every function broadcasts over leading batch dimensions.
 """
 from __future__ import annotations
@@ -50,9 +58,18 @@ class LatentVolPolicy:
     graphdef: object = struct.field(pytree_node=False)
     params: object
     is_call: bool = struct.field(pytree_node=False, default=True)
+    feature_norm: object = None
+
+    def features(self, obs):
+        """The network's input: observation features, standardised when ``feature_norm``."""
+        x = nets.observation_features(obs)
+        if self.feature_norm is not None:
+            loc, scale = self.feature_norm
+            x = (x - loc.astype(x.dtype)) / scale.astype(x.dtype)
+        return x
 
     def dist(self, obs):
-        return nets.apply(self.graphdef, self.params, nets.observation_features(obs))
+        return nets.apply(self.graphdef, self.params, self.features(obs))
 
     def sample(self, key, obs):
         """(vol, log_prob) of one sampled action per observation."""
