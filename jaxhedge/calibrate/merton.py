@@ -23,8 +23,7 @@ from flax import struct
 from jaxhedge.pricing import merton_price_black76
 
 from ._common import batch_arrays, check_iters, resolve_dtype
-from .bs import _fit_one as _fit_bs_one
-from .least_squares import solve_box
+from .nested import box_starts, fit_nested_slice
 
 N_SCOUT = 15  # LM iterations of every start before the best is polished alone
 
@@ -65,24 +64,15 @@ def _starts(sig_bs, dtype):
         (0.6 * s, 0.3, -0.3, 0.2),    # rare crash-size jumps
         (0.9 * s, 2.0, 0.0, 0.1),     # symmetric jumps (fat both wings)
     ]
-    lo = jnp.asarray([b[0] for b in MERTON_BOUNDS.values()], dtype)
-    hi = jnp.asarray([b[1] for b in MERTON_BOUNDS.values()], dtype)
-    x = jnp.stack([jnp.stack([jnp.asarray(v, dtype) for v in r]) for r in rows])
-    # keep starts strictly inside the box
-    return jnp.clip(x, lo + 1e-3 * (hi - lo), hi - 1e-3 * (hi - lo)), lo, hi
+    return box_starts(rows, MERTON_BOUNDS, dtype)
+
+
+def _price(x, f, k, tau, df):
+    return merton_price_black76(f, k, tau, df, x[0], x[1], x[2], x[3], n_terms=N_TERMS)
 
 
 def _fit_one(f, k, tau, df, c, mask, n_iter):
-    sig_bs, _ = _fit_bs_one(f, k, tau, df, c, mask, 30)
-
-    def residuals(x):
-        p = merton_price_black76(f, k, tau, df, x[0], x[1], x[2], x[3], n_terms=N_TERMS)
-        return jnp.where(mask, p - c, 0.0)
-
-    starts, lo, hi = _starts(sig_bs, f.dtype)
-    n_scout = min(n_iter, N_SCOUT)
-    res = solve_box(residuals, starts, lo, hi, n_scout, n_polish=n_iter - n_scout)
-    return res.x, res.loss
+    return fit_nested_slice(_price, _starts, f, k, tau, df, c, mask, n_iter, N_SCOUT)
 
 
 @functools.partial(jax.jit, static_argnames=("n_iter",))
