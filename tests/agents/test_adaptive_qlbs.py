@@ -101,6 +101,85 @@ def test_portfolio_values_random_batch(x64):
         np.testing.assert_allclose(np.asarray(got), pi, rtol=1e-12)
 
 
+def test_rao_blackwellised_gain_is_conditional_expectation(x64):
+    """``growth`` replaces each gain u_s (gamma S_{s+1} - S_s) by u_s S_s (gamma m - 1): the
+    formula on a hand case, and the same mean as the sampled version over many GBM
+    continuations with F_s-measurable hedges (unbiasedness)."""
+    n, gamma, m, t = 3, 0.99, 1.01, 1
+    spots = np.array([[1.0, 1.0, 1.2, 0.9]])
+    hedges = np.array([[0.3, 0.5, 0.7]])
+    got = portfolio_values(jnp.asarray(spots), jnp.asarray(hedges), 1.0, 0.0, gamma, t,
+                           growth=m)
+    want = gamma ** (n - t) * 0.0 - (0.5 * 1.0 * (gamma * m - 1)
+                                     + 0.7 * gamma * 1.2 * (gamma * m - 1))
+    np.testing.assert_allclose(float(got[0]), want, rtol=1e-12)
+    # unbiased: hedges a function of the current spot, GBM with e^{mu dt} = m
+    rng = np.random.default_rng(1)
+    dt, sig = 0.05, 0.3
+    mu = np.log(m) / dt
+    z = rng.standard_normal((400_000, n))
+    paths = np.exp(np.cumsum((mu - sig**2 / 2) * dt + sig * np.sqrt(dt) * z, 1))
+    paths = np.concatenate([np.ones((len(z), 1)), paths], 1)
+    u = np.clip(paths[:, :n] - 0.5, 0, 1)
+    pv = lambda uu, g=None: portfolio_values(jnp.asarray(paths), jnp.asarray(uu), 1.0, 0.0,
+                                             gamma, 0, growth=g)
+    sampled, rb = pv(u), pv(u, m)
+    se = float(jnp.std(sampled)) / np.sqrt(len(z))
+    assert abs(float(jnp.mean(sampled) - jnp.mean(rb))) < 4 * se
+    # Pi is linear in a hedge scale alpha (u -> alpha u, eps = 0): d Pi / d alpha per path is
+    # Pi(u) - Pi(0); its mean is the same, its spread (the gradient noise) far smaller
+    d_s, d_rb = sampled - pv(0 * u), rb - pv(0 * u, m)
+    assert abs(float(jnp.mean(d_s) - jnp.mean(d_rb))) < 4 * float(jnp.std(d_s)) / np.sqrt(len(z))
+    assert float(jnp.std(d_rb)) < 0.2 * float(jnp.std(d_s))
+    # step_reward: the std penalty still uses the sampled spread
+    r_plain = step_reward(jnp.asarray(paths[:64]), jnp.asarray(u[:64]), 1.0, 0.0, gamma, 0,
+                          1.0, dt, step_penalty_dt=False)
+    r_rb = step_reward(jnp.asarray(paths[:64]), jnp.asarray(u[:64]), 1.0, 0.0, gamma, 0, 1.0,
+                       dt, step_penalty_dt=False, growth=m)
+    zero_lam = lambda g: step_reward(jnp.asarray(paths[:64]), jnp.asarray(u[:64]), 1.0, 0.0,
+                                     gamma, 0, 0.0, dt, step_penalty_dt=False, growth=g)
+    np.testing.assert_allclose(float(r_plain - zero_lam(None)), float(r_rb - zero_lam(m)),
+                               rtol=1e-12)
+
+
+def test_feature_norm_standardises_training_inputs():
+    """standardize_features: the state carries (loc, scale); on the training distribution the
+    policy's standardised sigma, tau and log-moneyness features have mean ~0 and std ~1;
+    without it (RLOP's default) the policy reads the raw features."""
+    agent, hp = tiny(n_envs=256, standardize_features=True)
+    hp = hp.replace(mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9, strike_hi=1.1,
+                    s0_lo=0.95, s0_hi=1.05, cost_hi=0.0)
+    st = agent.init(jax.random.key(0), hp)
+    assert st.feature_norm is not None
+    c = agent.sample_contracts(jax.random.key(1), hp)
+    ep = agent.episode(jax.random.key(2), st.params["policy"], st, hp, c)
+    t = jnp.arange(agent.n_steps)
+    obs = agent._obs(ep["spot"], t[None, :], jax.tree.map(lambda x: x[:, None], c), hp,
+                     ep["position"])
+    x = np.asarray(agent._policy(st).features(obs)).reshape(-1, 9)
+    for i in (0, 2, 3, 6):  # log-moneyness, tau, elapsed, sigma
+        assert abs(x[:, i].mean()) < 0.2 and 0.6 < x[:, i].std() < 1.4, (i, x[:, i].mean(),
+                                                                         x[:, i].std())
+    assert np.all(np.isfinite(x))  # eps range 0 and mu_std 0 hit the scale floors
+    raw = tiny()[0]
+    st_raw = raw.init(jax.random.key(0), hp)
+    assert st_raw.feature_norm is None
+    from jaxhedge import nets
+    np.testing.assert_array_equal(np.asarray(raw._policy(st_raw).features(obs)),
+                                  np.asarray(nets.observation_features(obs)))
+
+
+def test_learning_rate_decay():
+    agent = tiny(lr_decay_steps=100)[0]
+    hp = agent.default_hparams().replace(learning_rate=2e-3)
+    lr = lambda k: float(agent._learning_rate(hp, jnp.asarray(k, jnp.int32)))
+    np.testing.assert_allclose([lr(0), lr(50), lr(100), lr(500)],
+                               [2e-3, 1.1e-3, 2e-4, 2e-4], rtol=1e-5)
+    assert float(tiny()[0]._learning_rate(hp, jnp.asarray(7))) == pytest.approx(2e-3)
+    with pytest.raises(ValueError, match="lr_decay_steps"):
+        tiny(lr_decay_steps=-1)
+
+
 def test_rollout_reward_is_step_reward_on_its_continuations():
     """Zero vol: continuations are deterministic, so r_t is known in closed form.
 
@@ -365,6 +444,33 @@ def test_mc_value_non_decreasing_in_lambda():
     assert np.mean(hi >= lo) > 0.9
 
 
+def test_mc_value_non_decreasing_in_eps():
+    """Proposition 1 in the cost: agents trained at eps = 0, 0.005, 0.01, each evaluated at its
+    own eps on common random numbers, price C(eps) = -V_0 non-decreasing. (METHODS says "for
+    large enough eps": the cost term eps E[sum |du| S] grows with eps for any policy, while the
+    std part may move either way; at these sizes the cost term dominates. Measured mean C:
+    0.0917, 0.0951, 0.0986 (BS ~0.04 plus lambda sum std), C(eps) above C(previous eps) on
+    every contract.)"""
+    agent, hp = tiny(n_envs=64, n_continuations=32, step_penalty_dt=False)
+    hp = hp.replace(mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9, strike_hi=1.1,
+                    s0_lo=0.95, s0_hi=1.05, risk_aversion=1.0)
+    sig = np.linspace(0.15, 0.35, 64)
+
+    @jax.jit
+    def train_eval(eps):
+        h = hp.replace(cost_lo=eps, cost_hi=eps)
+        st = agent.init(jax.random.key(0), h)
+        st, _ = jax.lax.scan(lambda s, k: agent.update(k, s, h), st,
+                             jax.random.split(jax.random.key(1), 20))
+        return agent.mc_value(jax.random.key(7), st, h, make_contracts(0.0, sig, 1.0, 1.0, eps))
+
+    c = [np.asarray(train_eval(e)) for e in (0.0, 0.005, 0.01)]
+    assert all(np.all(np.isfinite(x)) for x in c)
+    for lo, hi in zip(c[:-1], c[1:]):
+        assert hi.mean() > lo.mean(), [x.mean() for x in c]
+        assert np.mean(hi >= lo) > 0.9, np.mean(hi >= lo)
+
+
 # ----------------------------------------------------------------------------- learning
 def _learning_setup():
     """Narrow distribution, eps = 0, mu = r = 0: the optimal hedge is ~ the BS delta at sigma,
@@ -420,7 +526,8 @@ def test_pathwise_estimator_learns_the_vol_reinforce_does_not():
     """Same narrow eps = 0 setup, 200 updates each: differentiating -V_0 through the
     continuations (pathwise) moves sigma_hat to the contract's sigma; REINFORCE's
     score-function gradient of the same objective barely moves it (measured: pathwise mean
-    |sigma_hat - sigma| 0.68 -> 0.055, REINFORCE 0.78 -> 0.68)."""
+    |sigma_hat - sigma| 0.68 -> 0.054 (0.055 before Rao-Blackwellisation became the default),
+    REINFORCE 0.78 -> 0.68)."""
     ends = {}
     for est in ("pathwise", "reinforce"):
         agent = AdaptiveQLBS(n_envs=128, n_continuations=16, width=16, n_blocks=1,
@@ -437,16 +544,56 @@ def test_pathwise_estimator_learns_the_vol_reinforce_does_not():
     assert ends["pathwise"] < 0.25 * ends["reinforce"], ends
 
 
+def _pathwise_price_setup(n_steps=8, n_envs=16, n_updates=3000):
+    """The setup of :func:`test_price_within_5pct_of_bs` (docs/adaptive_qlbs.md says why each
+    piece): pathwise estimator, standardised policy inputs, RS = 64 continuations (RS = 16
+    biases the sample-std objective: sigma_hat 3-6 % low), Rao-Blackwellised mean terms,
+    cosine learning-rate decay over the run; N = 8 dates over the paper's T = 28/252 (at the
+    paper's N = 4 the std-optimal price itself is +4.2 % off BS at sigma = 0.3, K = 1.05)."""
+    agent = AdaptiveQLBS(n_envs=n_envs, n_steps=n_steps, n_continuations=64, width=16,
+                         n_blocks=1, layers_per_block=1, baseline_width=16,
+                         estimator="pathwise", step_penalty_dt=False, risk_aversion=1.0,
+                         rao_blackwell=True, standardize_features=True,
+                         lr_decay_steps=n_updates)
+    hp = agent.default_hparams().replace(
+        dt=28 / 252 / n_steps, mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9,
+        strike_hi=1.1, s0_lo=0.95, s0_hi=1.05, cost_lo=0.0, cost_hi=0.0, learning_rate=3e-3)
+    return agent, hp
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(reason="not reached: after 1,500 REINFORCE updates the price head is 8-99% "
-                   "above BS on this grid (sigma_hat 0.28-0.39, weakly identified by the std "
-                   "penalty); the pathwise estimator gets within -2.5% to -15.6% (400 updates, "
-                   "mean |sigma_hat - sigma| 0.011): with 4 weekly hedges the variance-optimal "
-                   "hedge is not the BS delta at sigma, so its vol is not sigma", strict=False)
-def test_price_within_5pct_of_bs(trained):
-    agent, hp, st, _ = trained
+def test_price_within_5pct_of_bs():
+    """eps = 0, mu = r = 0: the trained price head C_BS(sigma_hat) is within 5 % of
+    Black-Scholes on sigma in {0.2, 0.25, 0.3} x K in {0.95, 1, 1.05} (S = 1, tau = 28/252).
+
+    Why N = 8 and not the paper's 4 weekly dates: the std penalty's optimal hedge is the
+    local-risk-minimising one, whose implied vol is not sigma. At N = 4 its BS price is +4.2 %
+    off at (0.3, 1.05) (+25 % at the money, where the objective is flat in the vol and sigma_hat
+    follows the network's fit instead), so 5 % is within training noise of the optimum: N = 4
+    runs of this setup gave max errors 3.4 %, 4.4 %, 9.1 % (keys 0, 1, 2). At N = 8 the optimum
+    is within 2.1 % off the money (+12.5 % ATM, flat). docs/adaptive_qlbs.md has the table.
+
+    Setup :func:`_pathwise_price_setup`, 3,000 updates of 16 envs x 64 continuations x 8 dates
+    (~110 s on 2 loaded CPU cores, compile included). Measured C/C_BS - 1 (%), rows sigma =
+    0.2, 0.25, 0.3, columns K = 0.95, 1, 1.05, this test (key 0): [0.0, -1.1, 2.5],
+    [-0.1, 1.2, 2.8], [0.9, 0.1, 0.1]. Keys 1 and 2: max 4.7 % (sigma_hat 4.7 % low ATM at
+    sigma = 0.25) and 3.4 %: the bound holds with a margin of about the seed-to-seed spread.
+    Before (N = 4; REINFORCE, 1,500 updates): 8-99 %; plain pathwise (raw inputs, RS = 16,
+    constant rate): -15.6 % to +7.7 %.
+
+    lambda: with eps = mu = r = 0 and the Rao-Blackwellised mean terms the pathwise loss is
+    lambda x (sum of stds), and Adam is invariant to that scale, so lambda = 1 here trains
+    like any small lambda (the paper's lambda dt = 5.6e-4 was measured to train the same).
+    """
+    agent, hp = _pathwise_price_setup()
+    st, m = _train(agent, hp, jax.random.key(0), agent.lr_decay_steps)
+    assert bool(jnp.all(jnp.isfinite(m["loss"])))
     sig, K = np.meshgrid([0.2, 0.25, 0.3], [0.95, 1.0, 1.05], indexing="ij")
     obs = obs_grid(1.0, K, sig)
     p = np.asarray(agent.price(st, hp, obs))
     bs = np.asarray(bs_price(1.0, K, 28 / 252, 0.0, sig))
-    assert np.max(np.abs(p / bs - 1)) < 0.05, np.abs(p / bs - 1)
+    # it learned: the untrained head (sigma_hat ~ 1) is far off, so the bound is not free
+    p0 = np.asarray(agent.price(agent.init(jax.random.split(jax.random.key(0))[0], hp), hp,
+                                obs))
+    assert np.max(np.abs(p0 / bs - 1)) > 0.5
+    assert np.max(np.abs(p / bs - 1)) < 0.05, np.round(100 * (p / bs - 1), 1)
