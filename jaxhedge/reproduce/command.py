@@ -12,11 +12,11 @@ __all__ = ["add_arguments", "run_command", "parse_list", "default_data_dir"]
 
 ASSETS = ("spy", "xop")
 PERIODS = ("2020q1", "2025q2")
-DATA_ENV = "JAXHEDGE_DATA"
+DATA_ENV = "JAXHEDGE_DATA_DIR"
 
 
 def default_data_dir() -> Path:
-    """``$JAXHEDGE_DATA``, else ``../shared/data/options`` from the working directory."""
+    """``$JAXHEDGE_DATA_DIR``, else ``../shared/data/options`` from the working directory."""
     return Path(os.environ.get(DATA_ENV, Path("..") / "shared" / "data" / "options"))
 
 
