@@ -34,7 +34,7 @@ import types
 import typing
 from typing import Any, Iterable, Literal, TypeVar
 
-__all__ = ["ConfigError", "TrainConfig", "load_config", "from_dict", "to_dict",
+__all__ = ["ConfigError", "TrainConfig", "load_config", "read_toml", "from_dict", "to_dict",
            "parse_override", "apply_overrides"]
 
 T = TypeVar("T")
@@ -120,16 +120,19 @@ def load_config(cls: type[T], path: str | pathlib.Path | None = None,
     Raises:
       ConfigError: unreadable/invalid TOML, unknown key, wrong type or a failed check.
     """
-    data: dict = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"{path}: invalid TOML ({err})") from None
+    data = read_toml(path) if path is not None else {}
     return from_dict(cls, apply_overrides(data, overrides))
+
+
+def read_toml(path: str | pathlib.Path, what: str = "config") -> dict:
+    """The TOML file ``path`` as a dict; unreadable or invalid -> one-line ConfigError."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read {what} ({err.strerror})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML ({err})") from None
 
 
 def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:

@@ -106,7 +106,6 @@ Deviations from METHODS / the papers (and why):
 from __future__ import annotations
 
 import dataclasses
-import pathlib
 from typing import Any
 
 import jax
@@ -680,8 +679,6 @@ class AdaptiveQLBSPreset:
 def load_preset(name_or_path, overrides=()) -> AdaptiveQLBSPreset:
     """``experiments/adaptive_qlbs/<name>.toml`` or a TOML path, with ``--set``-style overrides
     (the ``jaxhedge train --agent adaptive-qlbs`` job; see :func:`jaxhedge.train.jobs.load_job`)."""
-    from jaxhedge.train.jobs import load_job
+    from jaxhedge.train.jobs import load_preset_or_file
 
-    as_path = pathlib.Path(name_or_path).suffix != ""
-    return load_job("adaptive-qlbs", None if as_path else str(name_or_path),
-                    name_or_path if as_path else None, overrides)
+    return load_preset_or_file("adaptive-qlbs", name_or_path, overrides)

@@ -65,7 +65,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import pathlib
 from typing import Any, Callable
 
 import jax
@@ -632,11 +631,9 @@ class RLOPPreset:
 def load_preset(name_or_path, overrides=()) -> RLOPPreset:
     """``experiments/rlop/<name>.toml`` or a TOML path, with ``--set``-style overrides
     (the ``jaxhedge train --agent rlop`` job; see :func:`jaxhedge.train.jobs.load_job`)."""
-    from jaxhedge.train.jobs import load_job
+    from jaxhedge.train.jobs import load_preset_or_file
 
-    as_path = pathlib.Path(name_or_path).suffix != ""
-    return load_job("rlop", None if as_path else str(name_or_path),
-                    name_or_path if as_path else None, overrides)
+    return load_preset_or_file("rlop", name_or_path, overrides)
 
 
 def paper(**agent_overrides) -> tuple[RLOP, RLOPHParams]:

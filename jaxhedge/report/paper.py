@@ -1,13 +1,14 @@
 """Figures of the real-data study: P&L CDFs per hedging slice and the cost–risk map.
 
-Both write PNGs atomically (temp file in the same directory, then ``os.replace``).
+Both write PNGs atomically (:func:`jaxhedge.runinfo.save_figure`).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from jaxhedge.runinfo import save_figure
 
 
 def _plt():
@@ -16,15 +17,6 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
-
-
-def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    _plt().close(fig)
-    os.replace(tmp, path)
-    return path
 
 
 def pnl_cdf_grid(pnls: dict[tuple, dict[str, np.ndarray]], path: str | Path,
@@ -58,7 +50,7 @@ def pnl_cdf_grid(pnls: dict[tuple, dict[str, np.ndarray]], path: str | Path,
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, path)
 
 
 def cost_risk_map(points, path: str | Path, title: str = "") -> Path:
@@ -82,4 +74,4 @@ def cost_risk_map(points, path: str | Path, title: str = "") -> Path:
     ax.legend(fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return save_figure(fig, path)

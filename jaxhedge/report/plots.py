@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxhedge.runinfo import save_figure
+
 
 def pnl_distribution(pnls: dict[str, np.ndarray], path: str | Path, title: str = "") -> Path:
     """Overlaid P&L histograms and empirical CDFs, one line per hedger; written atomically."""
@@ -39,8 +41,4 @@ def pnl_distribution(pnls: dict[str, np.ndarray], path: str | Path, title: str =
     ax_h.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)

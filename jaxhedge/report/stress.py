@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxhedge.runinfo import save_figure
+
 STRESS_COLUMNS = ("agent", "scenario", "shortfall_prob", "es_5", "es_10", "mean_pnl",
                   "std_pnl", "mean_cost", "turnover", "es_5_vs_calm")
 _FORMATS = {"shortfall_prob": "{:.3f}", "es_5": "{:.4f}", "es_10": "{:.4f}",
@@ -142,7 +144,7 @@ def print_table(rows: list[dict], verdict_lines: dict[str, str], skipped: dict[s
 
 def heatmap(rows: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     """Agent x scenario heatmap of ``es_5_vs_calm`` (log colour scale, value in each cell);
-    written atomically (temp file in the same directory, then ``os.replace``)."""
+    written atomically (:func:`jaxhedge.runinfo.save_figure`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,8 +180,4 @@ def heatmap(rows: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     bar.set_ticks([t for t in (0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64) if lo <= t <= hi])
     ax.set_title(title or "ES 5% of the shortfall relative to calm")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)

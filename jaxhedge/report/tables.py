@@ -63,3 +63,22 @@ def csv_table(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
+
+
+def frame_markdown(frame, floatfmt: str = "{:.3f}", nan: str = "") -> str:
+    """Any pandas DataFrame as a GitHub markdown table: floats through ``floatfmt``, NaN as
+    ``nan``, everything else ``str`` (no tabulate dependency)."""
+    import math
+
+    def cell(v):
+        if isinstance(v, float):  # numpy float64 is a float
+            return nan if math.isnan(v) else floatfmt.format(v)
+        if hasattr(v, "dtype") and getattr(v.dtype, "kind", "") == "f":  # numpy float32
+            return cell(float(v))
+        return str(v)
+
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |"
+              for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

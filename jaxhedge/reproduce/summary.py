@@ -23,6 +23,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from jaxhedge.report.tables import frame_markdown
+
 HEDGING_METRICS = ("rmse", "avg_cost", "shortfall_prob", "es_5", "es_10")
 SLICE_COLUMNS = ("period", "asset", "bucket_days", "target_moneyness")
 RANKED_MODE = "surface-delta"
@@ -98,24 +100,9 @@ def rank_correlations(static: pd.DataFrame, hedging: pd.DataFrame,
     return pd.DataFrame(out)
 
 
-def _md(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, r in frame.iterrows():
-        cells = []
-        for c in cols:
-            v = r[c]
-            if isinstance(v, float):
-                cells.append("" if np.isnan(v) else floatfmt.format(v))
-            else:
-                cells.append(str(v))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def markdown(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
-    """A pandas frame as a GitHub markdown table (no tabulate dependency)."""
-    return _md(frame, floatfmt)
+    """A pandas frame as a GitHub markdown table (NaN cells left empty)."""
+    return frame_markdown(frame, floatfmt)
 
 
 def summary_markdown(static: pd.DataFrame, hedging: pd.DataFrame) -> str:

@@ -1,6 +1,6 @@
 """A finished sweep's results: one table of all members, the best configurations, plots.
 
-Written into the sweep directory (each file atomically: temp file + ``os.replace``)::
+Written into the sweep directory (each file atomically: ``jaxhedge.runinfo.atomic_write``)::
 
     results.csv, results.parquet   one row per member: member, group, block, config,
                                    seed_index, static keys, dynamic hparams, final metrics,
@@ -16,14 +16,14 @@ size or device count produced it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from jaxhedge.runinfo import atomic_write_json, atomic_write_text, run_metadata
+from jaxhedge.report.tables import frame_markdown
+from jaxhedge.runinfo import (atomic_write, atomic_write_json, atomic_write_text, run_metadata,
+                              save_figure)
 
 __all__ = ["collect_table", "best_configs", "write_results", "print_summary", "TABLE_ORDER"]
 
@@ -86,29 +86,10 @@ def best_configs(spec, df: pd.DataFrame, top: int = 5) -> pd.DataFrame:
 
 
 def _atomic_frame(df: pd.DataFrame, path: Path, kind: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        if kind == "csv":
-            df.to_csv(tmp, index=False)
-        else:
-            df.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_png(fig, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if kind == "csv":
+        atomic_write(path, lambda tmp: df.to_csv(tmp, index=False))
+    else:
+        atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def plot_metrics(spec, df: pd.DataFrame, out: Path) -> list[Path]:
@@ -141,18 +122,9 @@ def plot_metrics(spec, df: pd.DataFrame, out: Path) -> list[Path]:
                 ax.legend(fontsize=7)
             fig.tight_layout()
             path = out / f"{metric}_vs_{col.replace('/', '_')}.png"
-            _atomic_png(fig, path)
-            plt.close(fig)
+            save_figure(fig, path, dpi=100)
             paths.append(path)
     return paths
-
-
-def _markdown(df: pd.DataFrame) -> str:
-    cols = list(df.columns)
-    fmt = lambda v: f"{v:.6g}" if isinstance(v, (float, np.floating)) else str(v)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
 
 
 def write_results(spec, out: str | Path, top: int = 5, plots: bool = True,
@@ -167,7 +139,7 @@ def write_results(spec, out: str | Path, top: int = 5, plots: bool = True,
                                           "mode": spec.section.mode,
                                           "best": best.to_dict(orient="records")})
     atomic_write_text(out / "best.md", f"# {spec.name}: best by mean {spec.section.metrics[0]} "
-                                       f"({spec.section.mode})\n\n" + _markdown(best))
+                                       f"({spec.section.mode})\n\n" + frame_markdown(best, "{:.6g}", nan="nan") + "\n")
     plot_paths = plot_metrics(spec, df, out) if plots else []
     blocks = [json.loads(p.read_text()) for p in _block_files(out)]
     atomic_write_json(out / "results.json", {

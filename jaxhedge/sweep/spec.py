@@ -45,13 +45,13 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from jaxhedge.config import ConfigError, TrainConfig, apply_overrides, from_dict, to_dict
+from jaxhedge.config import (ConfigError, TrainConfig, apply_overrides, from_dict, read_toml,
+                             to_dict)
 
 __all__ = ["SweepSpec", "Axis", "Group", "ToyJob", "SWEEP_JOBS", "load_sweep", "spec_hash",
            "hparam_leaves", "member_configs"]
@@ -222,8 +222,7 @@ class SweepSpec:
             path = Path(s.config) if s.config else preset_path(s.agent, s.preset)
             if not path.is_file():
                 raise ConfigError(f"sweep.{'config' if s.config else 'preset'}: no such file {path}")
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
+            data = read_toml(path)
         data = apply_overrides(data, s.set)
         for key, value in static.items():
             node = data
@@ -295,13 +294,7 @@ def load_sweep(path: str | Path, overrides=()) -> SweepSpec:
     suggestion), an agent without a training job, a dynamic axis that is not a leaf of the
     hparams pytree (static settings are told to move to ``[static]``), unknown metrics.
     """
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read sweep file ({err.strerror})") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: invalid TOML ({err})") from None
+    data = read_toml(path, "sweep file")
     return spec_from_dict(apply_overrides(data, overrides), source=str(path))
 
 

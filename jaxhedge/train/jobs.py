@@ -128,6 +128,13 @@ def load_job(agent: str, preset: str | None = None, config: str | Path | None = 
     return load_config(JOBS[agent], path, overrides)
 
 
+def load_preset_or_file(agent: str, name_or_path, overrides=()):
+    """:func:`load_job` from either a preset name (``"paper"``) or a TOML path (anything
+    with a suffix): what the agents' ``load_preset`` helpers take."""
+    as_path = Path(name_or_path).suffix != ""
+    return load_job(agent, None if as_path else str(name_or_path),
+                    name_or_path if as_path else None, overrides)
+
 
 def run_qlbs(job, run_dir: str | Path) -> dict:
     """Price with QLBS over ``job.train.n_seeds`` seeds; writes ``RUN_DIR/run.json``."""
