@@ -24,8 +24,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/jaxhedge demo --out runs/demo
 
+# Layer contracts first (pyproject [tool.importlinter]), then the suite, then every module's
+# doctests.
+
 test: $(VENV)/.installed-test
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow" --durations=15
+	$(BIN)/python -m pytest -n $(WORKERS) --doctest-modules jaxhedge
 
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n $(WORKERS) -m slow --durations=15

@@ -5,9 +5,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from jaxhedge.validate import (INT_MAX, MAX_PATHS, MAX_STEPS, SEED_MAX, check_output_dir,
+                               check_range)
+
 EXIT_BAD_INPUT = 2
-MARKET_NAMES = ("gbm", "heston", "merton", "regime")
-AGENT_NAMES = ("delta", "ww", "naked")
 
 
 class BadInput(Exception):
@@ -19,43 +20,68 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{self.prog}: {message}")
 
 
-def _int_at_least(lo: int):
+def _int_at_least(lo: int, hi: int = INT_MAX):
+    """An integer flag in ``[lo, hi]`` (every integer flag has an upper bound too)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo} (got {text!r})")
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo} (got {value})")
+            raise argparse.ArgumentTypeError(f"must be an integer in [{lo}, {hi}] "
+                                             f"(got {text!r})")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be an integer in [{lo}, {hi}] "
+                                             f"(got {value})")
         return value
     return parse
 
 
 def _float_in(lo: float, hi: float, lo_open=False, hi_open=True):
+    """A finite float flag in the interval (nan, inf and non-numbers are refused)."""
     def parse(text: str) -> float:
         try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        ok = value == value and (value > lo if lo_open else value >= lo) and (
-            value < hi if hi_open else value <= hi)
-        if not ok:
-            rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-            raise argparse.ArgumentTypeError(f"must be a number in {rng} (got {text!r})")
-        return value
+            return check_range("value", text, lo, hi, lo_open, hi_open)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).removeprefix("value: ")) from None
     return parse
 
 
+def _registered(lookup):
+    """argparse type: a registry name; an unknown one fails with the closest name suggested."""
+    def parse(text: str) -> str:
+        try:
+            return lookup(text).name
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).split(": ", 1)[-1]) from None
+    return parse
+
+
+def _market_argument(p, **kw):
+    from jaxhedge.markets import market_names, market_spec
+
+    p.add_argument("--market", type=_registered(market_spec), choices=market_names(), **kw)
+
+
+def _check_out(out, files=()):
+    """``--out`` checked before any work (see :func:`jaxhedge.validate.check_output_dir`)."""
+    try:
+        check_output_dir("--out", out, files)
+    except ValueError as err:
+        raise BadInput(str(err)) from None
+
+
 def _add_hedge(sub):
+    from jaxhedge.agents import hedger_names, hedger_spec
+
     p = sub.add_parser("hedge", help="hedge a short option with a classical hedger on a "
                                      "simulated market and report P&L and risk")
-    p.add_argument("--market", choices=MARKET_NAMES, default="gbm")
-    p.add_argument("--agent", choices=AGENT_NAMES, default="delta")
-    p.add_argument("--paths", type=_int_at_least(1), default=100_000)
-    p.add_argument("--steps", type=_int_at_least(1), default=30)
+    _market_argument(p, default="gbm")
+    p.add_argument("--agent", type=_registered(hedger_spec), choices=hedger_names(),
+                   default="delta")
+    p.add_argument("--paths", type=_int_at_least(1, MAX_PATHS), default=100_000)
+    p.add_argument("--steps", type=_int_at_least(1, MAX_STEPS), default=30)
     p.add_argument("--cost", type=_float_in(0, 1), default=0.0,
                    help="proportional cost eps (fraction of traded notional)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0)
+    p.add_argument("--seed", type=_int_at_least(0, SEED_MAX), default=0)
     p.add_argument("--sigma", type=_float_in(0, 10, lo_open=True), default=0.2)
     p.add_argument("--mu", type=_float_in(-10, 10), default=0.0)
     p.add_argument("--s0", type=_float_in(0, 1e9, lo_open=True), default=100.0)
@@ -83,6 +109,11 @@ def _cmd_hedge(args) -> int:
 
     from jaxhedge.env import validate_env_params
 
+    _check_out(args.out, ("results.json",))
+    try:  # before JAX allocates or compiles anything
+        hedge.check_rollout_size(args.market, args.paths, args.steps, 8 if args.x64 else 4)
+    except ValueError as err:
+        raise BadInput(str(err).splitlines()[0]) from None
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     try:
@@ -114,7 +145,7 @@ def _cmd_hedge(args) -> int:
 
 def _add_demo(sub):
     p = sub.add_parser("demo", help="the main job on built-in simulated markets")
-    p.add_argument("--paths", type=_int_at_least(1), default=20_000)
+    p.add_argument("--paths", type=_int_at_least(1, MAX_PATHS), default=20_000)
     p.add_argument("--no-train", action="store_true", help="classical hedgers only")
     p.add_argument("--out", type=Path, default=Path("runs/demo"))
     p.set_defaults(func=_cmd_demo)
@@ -123,6 +154,7 @@ def _add_demo(sub):
 def _cmd_demo(args) -> int:
     from jaxhedge.demo import run_demo
 
+    _check_out(args.out, ("results.json", "demo.md", "demo.csv"))
     run_demo(args.out, n_paths=args.paths, train=not args.no_train)
     return 0
 
@@ -150,7 +182,10 @@ def _cmd_train(args) -> int:
     from jaxhedge import train
     from jaxhedge.config import to_dict
 
+    if args.out is not None:
+        _check_out(args.out, ("run.json",))
     if args.resume is not None:
+        _check_out(args.resume, ("run.json",))
         if not (args.resume / "checkpoints").is_dir():
             raise BadInput(f"--resume: no run at {args.resume}")
         result = _training_errors(lambda: train.resume_training(args.resume, args.steps))
@@ -188,11 +223,25 @@ def _price_qlbs(job, out) -> int:
     return 0
 
 
+def _one_line_warnings():
+    """Warnings (a checkpoint fallback) as ``warning: ...`` lines on stderr."""
+    import warnings
+
+    class Lines(warnings.catch_warnings):
+        def __enter__(self):
+            super().__enter__()
+            warnings.showwarning = lambda message, *_a, **_k: print(
+                f"warning: {str(message).splitlines()[0]}", file=sys.stderr)
+
+    return Lines()
+
+
 def _training_errors(fn):
     from jaxhedge.train import NonFiniteError, RunDirError
 
     try:
-        return fn()
+        with _one_line_warnings():
+            return fn()
     except RunDirError as err:
         raise BadInput(str(err).splitlines()[0]) from None
     except NonFiniteError as err:
@@ -219,9 +268,9 @@ def _add_eval(sub):
     p = sub.add_parser("eval", help="evaluate a trained run beside BS delta and "
                                     "Whalley-Wilmott on the same paths")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--market", choices=MARKET_NAMES, help="default: the training market")
-    p.add_argument("--paths", type=_int_at_least(1), default=100_000)
-    p.add_argument("--seed", type=_int_at_least(0), default=1)
+    _market_argument(p, help="default: the training market")
+    p.add_argument("--paths", type=_int_at_least(1, MAX_PATHS), default=100_000)
+    p.add_argument("--seed", type=_int_at_least(0, SEED_MAX), default=1)
     p.add_argument("--member", type=_int_at_least(0), default=0)
     p.add_argument("--risk-aversion", type=_float_in(0, 1e9, lo_open=True), default=1.0,
                    help="Whalley-Wilmott lambda")
@@ -232,11 +281,14 @@ def _add_eval(sub):
 def _cmd_eval(args) -> int:
     from jaxhedge.evaluate import evaluate_run
 
+    _check_out(args.out, ("results.json", "results.md", "pnl_distribution.png"))
     if not (args.run_dir / "checkpoints").is_dir():
         raise BadInput(f"run_dir: no trained run at {args.run_dir}")
     try:
-        evaluate_run(args.run_dir, args.out, market=args.market, n_paths=args.paths,
-                     seed=args.seed, member=args.member, risk_aversion=args.risk_aversion)
+        with _one_line_warnings():
+            evaluate_run(args.run_dir, args.out, market=args.market, n_paths=args.paths,
+                         seed=args.seed, member=args.member,
+                         risk_aversion=args.risk_aversion)
     except ValueError as err:
         raise BadInput(str(err).splitlines()[0]) from None
     return 0
@@ -271,6 +323,7 @@ def _add_stress(sub):
 def _cmd_stress(args) -> int:
     from jaxhedge.stress.command import run_command
 
+    _check_out(args.out, ("stress.csv", "stress.md", "stress_heatmap.png", "stress.json"))
     try:
         return run_command(args)
     except ValueError as err:  # unknown agent/scenario, contract mismatch: one line
@@ -287,8 +340,9 @@ def _add_reproduce(sub):
 
 
 def _cmd_reproduce(args) -> int:
-    from jaxhedge.reproduce.command import run_command
+    from jaxhedge.reproduce.command import OUTPUT_FILES, run_command
 
+    _check_out(args.out, OUTPUT_FILES)
     try:
         return run_command(args)
     except ValueError as err:  # bad list entry, missing data, config error: one line
@@ -319,6 +373,72 @@ class _progress:
         return False
 
 
+def _add_desk(sub):
+    from jaxhedge.serving.command import COMMANDS
+
+    for name, (add, _run, help_) in COMMANDS.items():  # export, advise, audit, serve
+        p = sub.add_parser(name, help=help_)
+        add(p)
+        p.set_defaults(func=lambda args, name=name: _cmd_desk(name, args))
+
+
+def _cmd_desk(name, args) -> int:
+    from jaxhedge.serving.command import COMMANDS
+
+    try:
+        return COMMANDS[name][1](args)
+    except ValueError as err:  # bad bundle, book, snapshot or limits: one line
+        raise BadInput(str(err).splitlines()[0]) from None
+
+
+def _add_check(sub):
+    p = sub.add_parser("check", help="run the sanity gates on a trained run "
+                                     "(exit 0 pass, 1 fail; a table of every check)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--member", type=_int_at_least(0), default=0)
+    p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    p.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args) -> int:
+    from jaxhedge import gates
+    from jaxhedge.runinfo import atomic_write_json
+    from jaxhedge.runs import RunDirError, check_run
+
+    if args.out is not None:
+        _check_out(args.out.parent)
+    try:
+        results = check_run(args.run_dir, args.member)
+    except (RunDirError, ValueError) as err:
+        raise BadInput(str(err).splitlines()[0]) from None
+    gates.print_gates(results, title=f"sanity gates: {args.run_dir} (member {args.member})")
+    if args.out is not None:
+        atomic_write_json(args.out, {"run_dir": str(args.run_dir), "member": args.member,
+                                     "passed": not gates.failed(results),
+                                     "gates": [gates.as_dict(r) for r in results]})
+    label = gates.gate_label(results)
+    print(label or "all gates passed")
+    return 1 if label else 0
+
+
+def _add_bench(sub):
+    from jaxhedge.bench.command import add_arguments
+
+    p = sub.add_parser("bench", help="run the benchmark harness on the current backend: "
+                                     "one JSON, a markdown summary and a throughput plot")
+    add_arguments(p)
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args) -> int:
+    from jaxhedge.bench.command import run_command
+
+    try:
+        return run_command(args)
+    except ValueError as err:  # --out not .json, unknown mode: one line
+        raise BadInput(str(err).splitlines()[0]) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxhedge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -329,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_stress(sub)
     _add_sweep(sub)
     _add_reproduce(sub)
+    _add_desk(sub)
+    _add_bench(sub)
+    _add_check(sub)
     return parser
 
 

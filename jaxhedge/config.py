@@ -15,6 +15,18 @@ silently falls back to a default:
 * a dataclass may validate itself in ``__post_init__`` by raising ``ValueError("field: ...")``;
   the message comes back prefixed with the section (``train.field: ...``).
 
+* every float must be finite (TOML has ``nan`` and ``inf``)::
+
+      ConfigError: agent.learning_rate: must be a finite number (got nan)
+
+* a field may declare its range, ``dataclasses.field(default=..., metadata={"range": (lo,
+  hi)})`` (closed; ``None`` = unbounded; ``"range_open": (True, False)`` opens an end), and
+  fields named like a learning rate or a seed have one whatever class declares them
+  (:data:`NAMED_RANGES`: ``learning_rate``, ``lr``, ``lr_*`` in (0, 10]; ``seed`` in
+  [0, 2**63 - 1])::
+
+      ConfigError: agent.learning_rate: must be a finite number in (0, 10] (got -0.01)
+
 Overrides (``--set train.n_steps=500``) are applied to the parsed TOML before validation;
 the value is read as a TOML literal (``500``, ``1e-3``, ``true``, ``"x"``, ``[1, 2]``) and,
 if it is not one, kept as the raw string (so ``--set env.market=heston`` needs no quotes).
@@ -28,16 +40,51 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import pathlib
 import tomllib
 import types
 import typing
 from typing import Any, Iterable, Literal, TypeVar
 
+from jaxhedge.validate import SEED_MAX, check_int, check_range
+
 __all__ = ["ConfigError", "TrainConfig", "load_config", "read_toml", "from_dict", "to_dict",
-           "parse_override", "apply_overrides"]
+           "parse_override", "apply_overrides", "NAMED_RANGES", "field_range"]
 
 T = TypeVar("T")
+
+#: int32 step counters (optax, checkpoints) bound the number of updates.
+MAX_UPDATES = 2**31 - 1
+#: (lo, hi, lo_open, hi_open) of fields by name, in every config class (agents included):
+#: a learning rate <= 0 diverges or stands still, one above 10 only diverges; seeds are
+#: 64-bit.
+NAMED_RANGES = {"learning_rate": (0.0, 10.0, True, False), "lr": (0.0, 10.0, True, False),
+                "seed": (0, SEED_MAX, False, False)}
+
+
+def field_range(field: dataclasses.Field) -> tuple | None:
+    """(lo, hi, lo_open, hi_open) declared for ``field`` (its metadata, else its name)."""
+    if "range" in field.metadata:
+        lo, hi = field.metadata["range"]
+        lo_open, hi_open = field.metadata.get("range_open", (False, False))
+        return lo, hi, lo_open, hi_open
+    if field.name in NAMED_RANGES:
+        return NAMED_RANGES[field.name]
+    if field.name.startswith("lr_"):
+        return NAMED_RANGES["lr"]
+    return None
+
+
+def _check_range(where: str, value, rng) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    lo, hi, lo_open, hi_open = rng
+    if isinstance(value, int) and not lo_open and not hi_open and \
+            all(isinstance(b, int) or b is None for b in (lo, hi)):
+        check_int(where, value, -2**63 if lo is None else lo, 2**63 - 1 if hi is None else hi)
+    else:
+        check_range(where, value, lo, hi, lo_open, hi_open)
 
 
 class ConfigError(ValueError):
@@ -70,6 +117,8 @@ class TrainConfig:
         for name in ("n_steps", "chunk", "n_seeds", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be >= 1 (got {getattr(self, name)})")
+            if getattr(self, name) > MAX_UPDATES:
+                raise ValueError(f"{name}: must be <= {MAX_UPDATES} (got {getattr(self, name)})")
         if self.seed < 0:
             raise ValueError(f"seed: must be >= 0 (got {self.seed})")
 
@@ -152,6 +201,12 @@ def from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
         where = _join(prefix, name)
         if name in data:
             kwargs[name] = _convert(hints[name], data[name], where)
+            rng = field_range(field)
+            if rng is not None:
+                try:
+                    _check_range(where, kwargs[name], rng)
+                except ValueError as err:
+                    raise ConfigError(str(err)) from None
         elif (field.default is dataclasses.MISSING
               and field.default_factory is dataclasses.MISSING):
             if dataclasses.is_dataclass(hints[name]):
@@ -244,7 +299,13 @@ def _convert(tp, value, where: str):
         raise bad()
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                x = float(value)
+            except OverflowError:  # an int beyond float range
+                x = math.inf
+            if not math.isfinite(x):
+                raise ConfigError(f"{where}: must be a finite number (got {value!r})")
+            return x
         raise bad()
     if tp is str:
         if isinstance(value, str):

@@ -32,12 +32,14 @@ TRAINING = {
     "deep-hedging": [f"agent.env.n_steps={N_STEPS}", "contract.s0=1.0", f"contract.maturity={MATURITY}",
                      f"contract.cost={COST}", f"contract.sigma={SIGMA}",
                      "agent.risk_aversion=100.0"],
-    "rlop": [f"agent.n_steps={N_STEPS}", f"hparams.dt={DT}", f"hparams.eps_lo={COST}",
-             f"hparams.eps_hi={COST}"],
-    "adaptive-qlbs": [f"agent.n_steps={N_STEPS}", f"hparams.dt={DT}", "hparams.mu_std=0.0",
-                      "hparams.sigma_lo=0.15", "hparams.sigma_hi=0.25", "hparams.s0_lo=0.9",
-                      "hparams.s0_hi=1.1", "hparams.strike_lo=1.0", "hparams.strike_hi=1.0",
-                      f"hparams.cost_lo={COST}", f"hparams.cost_hi={COST}"],
+    "rlop": [f"agent.n_steps={N_STEPS}", f"hparams.contracts.dt={DT}",
+             f"hparams.contracts.cost_lo={COST}", f"hparams.contracts.cost_hi={COST}"],
+    "adaptive-qlbs": [f"agent.n_steps={N_STEPS}", f"hparams.contracts.dt={DT}",
+                      "hparams.contracts.mu_std=0.0", "hparams.contracts.sigma_lo=0.15",
+                      "hparams.contracts.sigma_hi=0.25", "hparams.contracts.s0_lo=0.9",
+                      "hparams.contracts.s0_hi=1.1", "hparams.contracts.strike_lo=1.0",
+                      "hparams.contracts.strike_hi=1.0", f"hparams.contracts.cost_lo={COST}",
+                      f"hparams.contracts.cost_hi={COST}"],
 }
 
 
@@ -54,7 +56,8 @@ def demo_markets():
 
 def train_agents(out: Path, agents=None) -> dict:
     """Train (or reuse) each demo agent; returns {name: hedger}."""
-    from jaxhedge.train import load_trained, run_training
+    from jaxhedge.runs import load_trained
+    from jaxhedge.train import run_training
     from jaxhedge.train.jobs import JOBS, load_job
 
     hedgers = {}

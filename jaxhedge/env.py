@@ -25,8 +25,8 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxhedge import ledger, markets
-from jaxhedge.markets import MARKETS
 from jaxhedge.markets.base import MarketPaths
+from jaxhedge.markets.registry import market_spec
 
 OPTION_TYPES = ("call", "put")
 
@@ -36,7 +36,8 @@ class EnvConfig:
     """Static environment settings (changing one recompiles).
 
     Attributes:
-      market: key of :data:`jaxhedge.markets.MARKETS` ("gbm", "heston", "merton", "regime").
+      market: a registered market's name (:func:`jaxhedge.markets.market_names`: "gbm",
+        "heston", "merton", "regime" built in).
       n_steps: rebalancing dates per episode, N >= 1.
       option: "call" or "put" (the hedger is short one option).
     """
@@ -46,9 +47,7 @@ class EnvConfig:
     option: str = "call"
 
     def __post_init__(self):
-        if self.market not in MARKETS:
-            raise ValueError(
-                f"env.market: unknown market {self.market!r}; choose one of {sorted(MARKETS)}")
+        market_spec(self.market, field="env.market")
         if not isinstance(self.n_steps, int) or self.n_steps < 1:
             raise ValueError(f"env.n_steps: must be an integer >= 1 (got {self.n_steps!r})")
         if self.option not in OPTION_TYPES:
@@ -128,13 +127,15 @@ class HedgingEnv:
     >>> env = HedgingEnv(EnvConfig(market="gbm", n_steps=4))
     >>> params = env.default_params(GBMParams(s0=1.0, mu=0.0, sigma=0.2), strike=1.0)
     >>> obs, state = env.reset(jax.random.key(0), params)
-    >>> obs.time_to_maturity.item() == params.maturity
+    >>> obs.time_to_maturity.dtype.name  # float32 by default, so compare with a tolerance
+    'float32'
+    >>> abs(obs.time_to_maturity.item() - params.maturity) < 1e-6
     True
     """
 
     def __init__(self, config: EnvConfig):
         self.config = config
-        self._simulate = MARKETS[config.market][1]
+        self._simulate = market_spec(config.market, field="env.market").simulate
 
     # Equal configs give equal environments, so jit caches keyed on the env are shared.
     def __hash__(self):
@@ -251,67 +252,22 @@ def tick(path: MarketPaths, t) -> MarketPaths:
     return jax.tree.map(lambda a: a[..., t], path)
 
 
-def distribution_centre(n_steps: int, option: str, dt, rate, mu, sigma_range, s0_range,
-                        strike_range, cost_range, charge_entry=True, charge_unwind=True):
-    """(EnvConfig, EnvParams): a GBM contract at the centre of a training distribution.
-
-    The papers' agents train on a distribution of contracts; ``jaxhedge eval`` evaluates them
-    on its centre: mid s0, sigma, strike and cost, drift ``mu``, ``n_steps`` dates of ``dt``;
-    the premium is the Black-Scholes price.
-    """
-    from jaxhedge.markets import GBMParams
-
-    mid = lambda r: 0.5 * (float(r[0]) + float(r[1]))  # noqa: E731
-    config = EnvConfig(market="gbm", n_steps=n_steps, option=option)
-    params = HedgingEnv(config).default_params(
-        GBMParams(s0=mid(s0_range), mu=float(mu), sigma=mid(sigma_range)),
-        strike=mid(strike_range), maturity=n_steps * float(dt), rate=float(rate),
-        costs=ledger.CostModel(mid(cost_range)), charge_entry=charge_entry,
-        charge_unwind=charge_unwind)
-    return config, params
-
-
 def reference_premium(config: EnvConfig, params: EnvParams):
     """Price the hedger is paid: the market model's own risk-neutral price (drift set to r).
 
-    GBM: Black-Scholes at sigma. Merton: the Merton jump-diffusion price. Heston: the
-    semi-analytic Heston price. Regime: Black-Scholes at the square root of the
-    time-average variance implied by the chain's transition matrix started in its initial
-    state (there is no closed form; the P&L mean then shows the model's mispricing).
+    Each market's :attr:`~jaxhedge.markets.MarketSpec.reference_price`: GBM Black-Scholes at
+    sigma, Merton's jump-diffusion price, the semi-analytic Heston price, and for the regime
+    chain Black-Scholes at the square root of the time-average variance implied by its
+    transition matrix started in its initial state (no closed form there).
     """
-    from jaxhedge import pricing
-
-    m, k, tau = params.market, params.strike, params.maturity
-    r, q, is_call = params.rate, params.div_yield, config.is_call
-    if config.market == "gbm":
-        return pricing.bs_price(m.s0, k, tau, r, m.sigma, q, is_call)
-    if config.market == "merton":
-        return pricing.merton_price(m.s0, k, tau, r, m.sigma, m.jump_intensity, m.jump_mean,
-                                    m.jump_std, q, is_call)
-    if config.market == "heston":
-        return pricing.heston_price(m.s0, k, tau, r, m.kappa, m.theta, m.xi, m.rho, m.v0, q,
-                                    is_call)
-    if config.market == "regime":
-        return pricing.bs_price(m.s0, k, tau, r, _regime_average_vol(m, config.n_steps), q,
-                                is_call)
-    raise ValueError(f"env.market: no reference premium for {config.market!r}")
-
-
-def _regime_average_vol(m, n_steps: int):
-    """sqrt of the expected time-average of sigma^2 over n_steps under the regime chain."""
-    k = m.sigmas.shape[-1]
-    dist = jax.nn.one_hot(m.initial_state, k, dtype=m.sigmas.dtype)
-
-    def body(d, _):
-        return d @ m.transition, d @ (m.sigmas**2)
-
-    _, variances = jax.lax.scan(body, dist, None, length=n_steps)
-    return jnp.sqrt(jnp.mean(variances))
+    spec = market_spec(config.market, field="env.market")
+    return spec.reference_price(params.market, params.strike, params.maturity, params.rate,
+                                params.div_yield, config.is_call, config.n_steps)
 
 
 def validate_env_params(config: EnvConfig, params: EnvParams) -> None:
     """Host-side checks with one-line messages naming the field and the allowed range."""
-    expected = MARKETS[config.market][0]
+    expected = market_spec(config.market, field="env.market").params_cls
     if not isinstance(params.market, expected):
         raise ValueError(f"env.market: market {config.market!r} needs {expected.__name__} "
                          f"parameters (got {type(params.market).__name__})")

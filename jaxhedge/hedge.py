@@ -19,41 +19,51 @@ import numpy as np
 from jaxhedge import agents, markets, risk
 from jaxhedge.env import EnvConfig, EnvParams, HedgingEnv, validate_env_params
 from jaxhedge.ledger import CostModel
-from jaxhedge.rollout import RolloutResult, rollout
+from jaxhedge.rollout import PATH_BLOCK, RolloutResult, rollout
+from jaxhedge.validate import MAX_STEPS, check_int, check_memory, check_seed, prng_key
 
 DEFAULT_CHUNK_PATHS = 65_536
+#: XLA temporaries of one compiled rollout chunk, in float arrays of (block, n_steps + 1):
+#: measured with ``compiled.memory_analysis().temp_size_in_bytes`` (docs/validation.md);
+#: markets not listed get the largest.
+ROLLOUT_ARRAYS = {"gbm": 4.0, "heston": 7.0, "merton": 21.3, "regime": 26.5}
+
+
+def rollout_memory_bytes(market: str, n_paths: int, n_steps: int, itemsize: int = 4,
+                         chunk_paths: int = DEFAULT_CHUNK_PATHS) -> float:
+    """Estimated peak memory of one chunk of :func:`run_hedge`: the market's arrays per
+    path-step (:data:`ROLLOUT_ARRAYS`) x paths per block x (n_steps + 1) x itemsize."""
+    block = min(n_paths, chunk_paths, PATH_BLOCK)
+    factor = ROLLOUT_ARRAYS.get(market, max(ROLLOUT_ARRAYS.values()))
+    return factor * block * (n_steps + 1) * itemsize
+
+
+def check_rollout_size(market: str, n_paths: int, n_steps: int, itemsize: int = 4,
+                       chunk_paths: int = DEFAULT_CHUNK_PATHS) -> None:
+    """ValueError (one line, with the estimate) when a rollout would not fit in memory."""
+    check_int("--steps", n_steps, 1, MAX_STEPS)
+    block = min(n_paths, chunk_paths, PATH_BLOCK)
+    check_memory("--paths x --steps",
+                 rollout_memory_bytes(market, n_paths, n_steps, itemsize, chunk_paths),
+                 f"{market}: blocks of {block:,} paths x {n_steps:,} steps")
 
 
 def default_market(name: str, s0: float = 100.0, mu: float = 0.0, sigma: float = 0.2):
-    """Built-in market of each kind around a spot ``s0`` and a (diffusive) vol ``sigma``.
+    """Built-in market of kind ``name`` around a spot ``s0`` and a (diffusive) vol ``sigma``.
 
+    The market's :attr:`~jaxhedge.markets.MarketSpec.default_params`; for the built-ins:
     heston: v0 = theta = sigma^2, kappa = 2, xi = 0.5, rho = -0.7. merton: one jump a year on
     average, log jump N(-0.10, 0.15^2). regime: calm sigma / stress 3 sigma, 2% per step of
     entering stress, 10% of leaving, costs x3 and two jumps a year in stress.
     """
-    if name == "gbm":
-        return markets.GBMParams(s0=s0, mu=mu, sigma=sigma)
-    if name == "heston":
-        return markets.HestonParams(s0=s0, mu=mu, v0=sigma**2, kappa=2.0, theta=sigma**2,
-                                    xi=0.5, rho=-0.7)
-    if name == "merton":
-        return markets.MertonParams(s0=s0, mu=mu, sigma=sigma, jump_intensity=1.0,
-                                    jump_mean=-0.10, jump_std=0.15)
-    if name == "regime":
-        return markets.two_state(calm_sigma=sigma, stress_sigma=3 * sigma, s0=s0, mu=mu)
-    raise ValueError(f"market: unknown market {name!r}; choose one of {sorted(markets.MARKETS)}")
+    return markets.market_spec(name).default_params(s0, mu, sigma)
 
 
-def make_hedger(name: str, option: str = "call", risk_aversion: float = 1.0):
-    """A classical hedger by name: ``delta``, ``ww`` (Whalley–Wilmott) or ``naked``."""
-    is_call = option == "call"
-    if name == "delta":
-        return agents.DeltaHedger(is_call=is_call)
-    if name == "ww":
-        return agents.WhalleyWilmottHedger(risk_aversion=risk_aversion, is_call=is_call)
-    if name == "naked":
-        return agents.NakedHedger()
-    raise ValueError(f"agent: unknown agent {name!r}; choose one of {sorted(agents.CLASSICAL)}")
+def make_hedger(name: str, option: str = "call", risk_aversion: float = 1.0, **options):
+    """A registered classical hedger by name (:func:`jaxhedge.agents.hedger_names`: ``delta``,
+    ``ww`` (Whalley–Wilmott), ``naked`` built in); ``options`` as in
+    :mod:`jaxhedge.agents.registry`."""
+    return agents.build_hedger(name, option, risk_aversion=risk_aversion, **options)
 
 
 @dataclasses.dataclass
@@ -73,9 +83,12 @@ def run_hedge(env: HedgingEnv, params: EnvParams, hedger, n_paths: int, seed: in
     validate_env_params(env.config, params)
     if n_paths < 1:
         raise ValueError(f"paths: must be >= 1 (got {n_paths})")
+    check_seed("seed", seed)
+    check_rollout_size(env.config.market, n_paths, env.n_steps,
+                       jnp.zeros((), float).dtype.itemsize, chunk_paths)
     chunk = min(chunk_paths, n_paths)
     n_chunks = math.ceil(n_paths / chunk)
-    base = jax.random.PRNGKey(seed)
+    base = jax.random.PRNGKey(seed) if seed < 2**32 else prng_key(seed)
     t0 = time.perf_counter()
     compiled = rollout.lower(jax.random.fold_in(base, 0), env, params, hedger, chunk,
                               keep_paths=False).compile()

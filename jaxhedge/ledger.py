@@ -1,4 +1,11 @@
-"""The single self-financing ledger (METHODS §2). Every agent, environment and backtest uses it.
+"""The single self-financing ledger (METHODS §2).
+
+**The rule: every agent and backtest settles here; no other module does cash/share
+arithmetic.** The environment, the vectorised rollout, the backtest, RLOP's stacked
+portfolios (a batched :class:`LedgerState` driven through :func:`trade` / :func:`accrue` /
+:func:`close_out`, frozen after expiry with :func:`where`) all call these functions. A
+closed form kept elsewhere for speed or as a regression target (Halperin QLBS's backward
+Pi recursion) is tied to :func:`replay` by a test on random tapes.
 
 Conventions (one step is (t, t+1], length ``dt`` years):
 
@@ -73,6 +80,21 @@ class LedgerState:
     shares: jax.Array
     cost: jax.Array
     turnover: jax.Array
+
+
+def where(mask, new: LedgerState, old: LedgerState) -> LedgerState:
+    """Field-wise ``jnp.where(mask, new, old)``: apply a ledger step only where ``mask``.
+
+    Used to run several accounts in one batched :class:`LedgerState` when they are not all
+    live (RLOP's stacked expiries: a column is frozen after its expiry). ``mask``
+    broadcasts against the account's shape.
+
+    >>> a = open_account(jnp.array([1.0, 2.0]))
+    >>> b = a.replace(cash=a.cash + 10.0)
+    >>> where(jnp.array([True, False]), b, a).cash.tolist()
+    [11.0, 2.0]
+    """
+    return jax.tree.map(lambda x, y: jnp.where(mask, x, y), new, old)
 
 
 def transaction_cost(trade, spot, costs: CostModel, multiplier=1.0):

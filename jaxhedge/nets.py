@@ -185,7 +185,16 @@ def observation_features(obs) -> jax.Array:
     ``tau``; elapsed time; ``r``; ``mu``; ``sigma``; ``eps``; previous position.
     ``sigma sqrt(tau)`` is floored at 1e-12 (inside the square root) so tau = 0 or
     sigma = 0 give the clipped +-10 (or 0 exactly at the money) instead of inf/NaN, with
-    finite gradients in float32 and float64.
+    finite gradients in float32 and float64. The features are scale-free: spot and strike
+    enter only through their ratio.
+
+    >>> from jaxhedge.env import Observation
+    >>> obs = Observation(spot=jnp.array([100.0, 1.0]), strike=jnp.array([105.0, 1.05]),
+    ...                   time_to_maturity=0.1, elapsed=0.0, rate=0.0, div_yield=0.0,
+    ...                   drift=0.0, vol=0.2, cost=0.0, cost_multiplier=1.0, position=0.5)
+    >>> f = observation_features(obs)
+    >>> f.shape == (2, N_FEATURES), bool(jnp.allclose(f[0], f[1], atol=1e-6))
+    (True, True)
     """
     fields = (obs.spot, obs.strike, obs.time_to_maturity, obs.elapsed, obs.rate,
               obs.div_yield, obs.drift, obs.vol, obs.cost, obs.position)

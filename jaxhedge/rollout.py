@@ -3,12 +3,25 @@
 Layout (why it is fast). Paths are processed in blocks of ``block_paths`` (default
 2,048). Inside a block the market is simulated, transposed to time-major, and a
 ``lax.scan`` walks the dates with every per-step array a few KB, so the whole step stays
-in cache; ``lax.map`` runs the blocks one after another. On a 2-core CPU this is about
-2.6x faster than scanning all 65,536 paths at once, whose per-step arrays (256 KB each,
-a dozen per step) make the loop memory-bound. Blocks are spread over all devices with
+in cache; ``lax.map`` runs the blocks one after another. Scanning all 65,536 paths at
+once instead makes every per-step array 256 KB (a dozen per step) and the loop
+memory-bound (measured: ``docs/architecture.md``, "Measured"). Blocks are spread over all devices with
 ``jax.shard_map`` (on CPU, ``jaxhedge.cpu.use_all_cores()`` makes one XLA device per
 core). The hedger is applied with ``jax.vmap`` over paths, so any per-path hedger works,
 and the step itself is :meth:`HedgingEnv.transition`, the same code ``env.step`` runs.
+
+Shapes: ``rollout(key, env, params, hedger, n)`` -> :class:`RolloutResult` with ``pnl``,
+``cost``, ``turnover`` ``(n,)``; with ``keep_paths`` also ``spot`` ``(n, N+1)`` and
+``positions`` ``(n, N)``.
+
+>>> from jaxhedge.agents import DeltaHedger
+>>> from jaxhedge.env import EnvConfig
+>>> from jaxhedge.markets import GBMParams
+>>> env = HedgingEnv(EnvConfig(market="gbm", n_steps=4))
+>>> params = env.default_params(GBMParams(s0=1.0, sigma=0.2), strike=1.0)
+>>> out = rollout(jax.random.key(0), env, params, DeltaHedger(), 8)
+>>> out.pnl.shape, out.spot.shape, out.positions.shape
+((8,), (8, 5), (8, 4))
 
 Randomness: block ``b`` is simulated from ``fold_in(key, b)``. Two hedgers rolled out
 with the same key see identical paths (common random numbers), and the paths do not

@@ -54,16 +54,34 @@ def run_metadata() -> dict:
             "x64": bool(jax.config.jax_enable_x64)}
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc/self/status``; elsewhere the
+    set-and-restore fallback, which is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> Path:
     """Create ``path`` atomically: ``write(tmp)`` fills a temp file in the same directory,
     which then replaces ``path``; readers see the old file or the whole new one, never
-    half of it. On any error the temp file is removed and the error re-raised."""
+    half of it. On any error the temp file is removed and the error re-raised. The file
+    gets the permissions ``open()`` would give it (0o666 less the umask; mkstemp makes
+    its temp files 0o600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

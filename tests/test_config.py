@@ -101,3 +101,45 @@ def test_parse_override_literals():
     data = {"t": {"x": 1}}
     assert apply_overrides(data, ["t.y=2"]) == {"t": {"x": 1, "y": 2}}
     assert data == {"t": {"x": 1}}  # not mutated
+
+
+@dataclasses.dataclass(frozen=True)
+class Ranged:
+    gamma: float = dataclasses.field(default=0.5, metadata={"range": (0.0, 1.0)})
+    rate: float = dataclasses.field(default=1.0, metadata={"range": (0.0, None),
+                                                           "range_open": (True, False)})
+    lr_policy: float = 1e-3
+    seed: int = 0
+    sizes: tuple[float, ...] = (1.0,)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("opt.learning_rate=-0.01", r"^opt\.learning_rate: must be a finite number in \(0, 10\] "
+                                r"\(got -0\.01\)$"),
+    ("opt.learning_rate=0", r"^opt\.learning_rate: must be a finite number in \(0, 10\]"),
+    ("opt.learning_rate=nan", r"^opt\.learning_rate: must be a finite number \(got nan\)$"),
+    ("opt.learning_rate=inf", r"^opt\.learning_rate: must be a finite number \(got inf\)$"),
+    ("opt.learning_rate=-inf", r"^opt\.learning_rate: must be a finite number"),
+    ("opt.clip=nan", r"^opt\.clip: expected float \| none"),
+    ("train.seed=9223372036854775808", r"^train\.seed: must be an integer in "
+                                       r"\[0, 9223372036854775807\]"),
+    ("train.n_steps=4294967296", r"^train\.n_steps: must be <= 2147483647"),
+])
+def test_non_finite_and_out_of_range_numbers_are_one_line_errors(override, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(Root, None, ['name="x"', override])
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("override, field", [
+    ("gamma=1.5", "gamma"), ("gamma=-0.1", "gamma"), ("rate=0", "rate"),
+    ("lr_policy=-1", "lr_policy"), ("seed=-1", "seed"), ("sizes=[1.0, nan]", r"sizes\[1\]"),
+    ("gamma=1e400", "gamma"),
+])
+def test_declared_and_named_ranges(override, field):
+    with pytest.raises(ConfigError, match=f"^{field}: must be a finite number|^{field}: must be "
+                                          f"an integer"):
+        load_config(Ranged, None, [override])
+    # the edges of the declared ranges are accepted
+    cfg = load_config(Ranged, None, ["gamma=1.0", "rate=1e-9", "lr_policy=10", "seed=0"])
+    assert (cfg.gamma, cfg.rate, cfg.lr_policy) == (1.0, 1e-9, 10.0)

@@ -100,3 +100,20 @@ def test_replay_float32_default_and_jit():
         spots, jnp.full((1, 5), 0.5), 0.05, 1.0, ledger.LedgerParams(), True)
     assert out.pnl.dtype == jnp.float32
     assert out.values.shape == (1, 6)
+
+
+def test_where_applies_a_step_only_under_the_mask():
+    """``where(mask, new, old)`` takes every field of ``new`` where mask, else of ``old``;
+    a masked trade leaves the frozen accounts bit-for-bit unchanged."""
+    rng = np.random.default_rng(3)
+    old = ledger.LedgerState(*(jnp.asarray(rng.normal(size=(4, 3)), jnp.float32)
+                               for _ in range(4)))
+    mask = jnp.asarray([True, False, True])
+    new = ledger.trade(old, jnp.full((4, 3), 0.7), 2.0, ledger.LedgerParams(
+        costs=ledger.CostModel(proportional=0.01)))
+    got = ledger.where(mask, new, old)
+    for f in ("cash", "shares", "cost", "turnover"):
+        g, n, o = (np.asarray(getattr(x, f)) for x in (got, new, old))
+        np.testing.assert_array_equal(g[:, [0, 2]], n[:, [0, 2]])
+        np.testing.assert_array_equal(g[:, 1], o[:, 1])
+    assert not np.array_equal(np.asarray(new.cash[:, 1]), np.asarray(old.cash[:, 1]))

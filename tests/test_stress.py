@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from jaxhedge.markets import gbm, merton, regime
-from jaxhedge.stress import (Calm, Contract, Crash, GapAtExpiry, LiquidityDrought,
-                             RegimeSwitch, ScenarioUnavailable, VolOfVol, VolSpike,
-                             resolve_scenarios, validate_contract)
+from jaxhedge.contracts import Contract, validate_contract
+from jaxhedge.markets.scenarios import (Calm, Crash, GapAtExpiry, LiquidityDrought, RegimeSwitch,
+                                        ScenarioUnavailable, VolOfVol, VolSpike,
+                                        simulate_with_gaps, spike_steps)
 from jaxhedge.stress import historical as hist
-from jaxhedge.stress.scenarios import simulate_with_gaps, spike_steps
+from jaxhedge.stress.registry import resolve_scenarios
 
 C = Contract(s0=100.0, strike=100.0, maturity=30 / 252, sigma=0.2, n_steps=30, cost=0.002)
 N_PATHS = 10_000
@@ -260,3 +261,30 @@ def test_scenario_names_resolve_with_calm_first_and_suggestions():
                                         "gap_at_expiry", "vol_of_vol"} <= set(everything)
     with pytest.raises(ValueError, match=r"unknown scenario 'crsh' \(did you mean 'crash'\?\)"):
         resolve_scenarios("calm,crsh")
+
+
+def test_layers_point_one_way():
+    """markets/ (scenarios, mixture) imports nothing above it, not even lazily or for type
+    hints (import-linter counts those too); train/ does not import stress/."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "jaxhedge"
+
+    def imported(path):
+        names = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.append(node.module)
+            elif isinstance(node, ast.Import):
+                names.extend(a.name for a in node.names)
+        return names
+
+    above_markets = ("jaxhedge.contracts", "jaxhedge.env", "jaxhedge.rollout", "jaxhedge.ledger",
+                     "jaxhedge.risk", "jaxhedge.agents", "jaxhedge.train", "jaxhedge.stress")
+    for name in ("scenarios.py", "mixture.py"):
+        mods = imported(root / "markets" / name)
+        assert "jaxhedge.markets.base" in mods or "jaxhedge.markets" in mods  # parsed for real
+        assert not [m for m in mods if m.startswith(above_markets)], (name, mods)
+    for path in sorted((root / "train").glob("*.py")):
+        assert not [m for m in imported(path) if m.startswith("jaxhedge.stress")], path

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from jaxhedge.cli import main
-from jaxhedge.stress import SYNTHETIC, Contract
-from jaxhedge.stress.mixture import mixture_paths, mixture_weights
-from jaxhedge.stress.scenarios import _simulate_jit
+from jaxhedge.contracts import Contract
+from jaxhedge.markets.scenarios import SYNTHETIC, _simulate_jit
+from jaxhedge.markets.mixture import ScenarioMixture, mixture_paths, mixture_weights
 
 SMALL = Contract(n_steps=8, cost=0.002)
 
@@ -44,13 +44,16 @@ def test_mixture_kinds_severities_and_per_path_scenarios():
 
 
 def test_robust_preset_builds_the_mixture_agent_on_the_smoke_contract():
-    from jaxhedge.stress.mixture import RobustDeepHedging
+    from jaxhedge.agents.deep_hedging import DeepHedging
     from jaxhedge.train.jobs import load_job
 
     robust, hp_r = load_job("deep-hedging", "robust").build()
     calm, hp_c = load_job("deep-hedging", "smoke").build()
-    assert isinstance(robust, RobustDeepHedging) and type(calm).__name__ == "DeepHedging"
-    assert robust.mixture == tuple(SYNTHETIC) and robust.name == "deep_hedging_robust"
+    assert type(robust) is DeepHedging and type(calm) is DeepHedging
+    assert robust.path_sampler == ScenarioMixture(tuple(SYNTHETIC), 0.25, 1.5)
+    assert calm.path_sampler is None
+    assert robust.name == "deep_hedging_robust"
+    hash(robust)  # a static (jit) argument: must stay hashable with its sampler
     assert (robust.env, robust.widths, robust.band, robust.n_paths) == \
         (calm.env, calm.widths, calm.band, calm.n_paths)
     # same hparams tree (load_trained rebuilds it from default_hparams) and same contract
@@ -80,11 +83,10 @@ def robust_run(tmp_path_factory):
 
 @pytest.mark.slow  # trains through the CLI (compiles the mixture inside the update): ~1 min
 def test_robust_preset_trains_a_mixture_agent_and_stress_loads_it(robust_run, tmp_path, capsys):
-    from jaxhedge.stress.mixture import RobustDeepHedging
-    from jaxhedge.train import load_trained
+    from jaxhedge.runs import load_trained
 
     agent, hparams, _ = load_trained(robust_run)
-    assert isinstance(agent, RobustDeepHedging) and agent.mixture == tuple(SYNTHETIC)
+    assert agent.path_sampler == ScenarioMixture(tuple(SYNTHETIC), 0.25, 1.5)
     rc = main(["stress", "--agents", "delta", str(robust_run), "--scenarios", "crash",
                "--paths", "600", "--out", str(tmp_path)])
     assert rc == 0
@@ -122,3 +124,45 @@ def test_mixture_training_cuts_the_liquidity_tail(tmp_path):
     calm_trained, robust = row[("smoke", "liquidity_drought")], row[("robust", "liquidity_drought")]
     assert robust["es_5"] < 0.75 * calm_trained["es_5"]
     assert robust["turnover"] < calm_trained["turnover"]
+
+
+def test_deep_hedging_with_a_mixture_sampler_trains_and_prices_on_mixture_paths():
+    """DeepHedging(path_sampler=ScenarioMixture(...)): its episodes are exactly the mixture's
+    paths around hparams.env's contract hedged by the one ledger (independent route:
+    ScenarioMixture called directly, then run_on_paths), and pricing the evaluation contract
+    gives the price of the trained contract."""
+    from jaxhedge.agents.deep_hedging import DeepHedging
+    from jaxhedge.env import EnvConfig
+    from jaxhedge.ledger import CostModel
+    from jaxhedge.markets import GBMParams
+    from jaxhedge.rollout import run_on_paths
+
+    mix = ScenarioMixture(("calm", "vol_spike", "gap_at_expiry"), 0.3, 1.2)
+    agent = DeepHedging(EnvConfig(market="gbm", n_steps=6), n_paths=300, widths=(8,),
+                        band=True, path_sampler=mix)
+    hp = agent.default_hparams(GBMParams(s0=100.0, sigma=0.25), costs=CostModel(0.003))
+    state = agent.init(jax.random.key(0), hp)
+    hedger = agent.hedger(state, hp)
+    key = jax.random.key(9)
+    contract = agent.evaluation_contract(hp)
+    paths = mix(key, contract, 300)
+    expected = run_on_paths(agent.hedging_env, hp.env, hedger, paths).pnl
+    got = agent.simulate(key, hedger, hp).pnl
+    np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-6, atol=1e-6)
+    calm = DeepHedging(EnvConfig(market="gbm", n_steps=6), n_paths=300, widths=(8,), band=True)
+    assert not np.allclose(np.asarray(calm.simulate(key, hedger, hp).pnl), np.asarray(got))
+    np.testing.assert_allclose(float(agent.price(state, hp, contract, n_paths=600)),
+                               float(agent.price(state, hp, n_paths=600)), rtol=1e-6)
+
+
+def test_scenario_mixture_is_validated_hashable_and_gbm_only():
+    from jaxhedge.agents.deep_hedging import DeepHedging
+    from jaxhedge.env import EnvConfig
+
+    assert hash(ScenarioMixture(["calm", "crash"])) == hash(ScenarioMixture(("calm", "crash")))
+    with pytest.raises(ValueError, match=r"mixture\.max_severity: must be in \(0, 3\]"):
+        ScenarioMixture(max_severity=0.0)
+    with pytest.raises(ValueError, match=r"mixture\.scenarios: names must be distinct"):
+        ScenarioMixture(("calm", "calm"))
+    with pytest.raises(ValueError, match=r"deep_hedging\.env\.market: robust training"):
+        DeepHedging(EnvConfig(market="heston"), path_sampler=ScenarioMixture())

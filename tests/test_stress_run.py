@@ -9,7 +9,8 @@ import pytest
 from jaxhedge.cli import main
 from jaxhedge.ledger import payoff
 from jaxhedge.report.stress import STRESS_COLUMNS, worst_scenario
-from jaxhedge.stress import Calm, Contract, Crash, LiquidityDrought, VolSpike
+from jaxhedge.contracts import Contract
+from jaxhedge.markets.scenarios import Calm, Crash, LiquidityDrought, VolSpike
 from jaxhedge.stress.run import (StressAgent, classical_hedger, common_contract, hedge_paths,
                                  run_stress, scenario_paths)
 
@@ -60,6 +61,9 @@ def test_common_contract_rejects_disagreeing_trained_agents():
         run_stress(["delta"], [Crash()], n_paths=10)
     with pytest.raises(ValueError, match=r"vol_spike\.start/end"):  # checked before simulating
         run_stress(["delta"], [Calm(), VolSpike(start=0.1, end=0.2)], n_paths=10, n_steps=2)
+    # the scenarios (markets layer) do not validate the contract; the stress runner does
+    with pytest.raises(ValueError, match=r"contract\.sigma: must be in \(0, 5\]"):
+        scenario_paths(Calm(), Contract(sigma=-0.1), 10, 0)
 
 
 def test_cli_writes_all_outputs(tmp_path, capsys):

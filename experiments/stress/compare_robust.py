@@ -1,10 +1,10 @@
 """Calm-trained vs scenario-mixture-trained deep hedging, side by side in the stress table.
 
 Trains the deep-hedging ``smoke`` preset (calm GBM) and the ``robust`` preset (the same
-network, contract and budget, trained on the stress mixture of ``jaxhedge.stress.mixture``),
+network, contract and budget, trained on the stress mixture of ``jaxhedge.markets.mixture``),
 then runs ``jaxhedge stress`` on both beside delta, ww and naked, on the same paths, and
-prints ES 5% of the shortfall per scenario for the two deep hedgers. About 2-3 minutes on 2
-CPU cores. Finished runs in OUT are reused.
+prints ES 5% of the shortfall per scenario for the two deep hedgers (timing and results in
+docs/stress.md). Finished runs in OUT are reused.
 
     .venv/bin/python experiments/stress/compare_robust.py --out runs/stress-robust
 """
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         run_training(agent, hparams, run_dir=run_dir, config=to_dict(job), resume=True,
                      progress=False, **dataclasses.asdict(job.train))
-        print(f"trained {label} ({type(agent).__name__}) in {time.perf_counter() - t:.1f}s")
+        print(f"trained {label} ({agent.name}) in {time.perf_counter() - t:.1f}s")
         runs[label] = str(run_dir)
     specs = ["delta", "ww", "naked", *runs.values()]
     result = run_stress(specs, "all", n_paths=args.paths, seed=args.seed)

@@ -10,8 +10,9 @@ an action is a vol ``vol ~ N(mu_pi(s), sigma_pi(s))`` and the hedge is the BS de
 
 One training iteration (:meth:`AdaptiveQLBS.update`), as in the authors' code:
 
-1. sample ``n_envs`` contracts from the training distribution in the hparams
-   (mu ~ N(mu_mean, mu_std), sigma, K, S0, eps uniform; T = N dt);
+1. sample ``n_envs`` contracts from the training distribution ``hparams.contracts``
+   (:meth:`jaxhedge.contracts.ContractDistribution.sample`: mu ~ N(mu_mean, mu_std); sigma, K,
+   S0, eps uniform; T = N dt);
 2. simulate one GBM path per env (:func:`jaxhedge.markets.gbm.simulate`);
 3. ``lax.scan`` over t = 0..N-1 along that path: sample ``vol_t ~ N(mu_pi, sigma_pi)``, hedge
    ``u_t = N(d1(vol_t))``; estimate the reward ``r_t`` from ``RS = n_continuations`` fresh GBM
@@ -31,6 +32,17 @@ One training iteration (:meth:`AdaptiveQLBS.update`), as in the authors' code:
    ``-(1 - t/N) C_BS(sigma_obs)``, see :meth:`AdaptiveQLBS._baseline`): minimise
    ``mean (G_t - b(s_t))^2`` and ``-mean gamma^t (G_t - b) log pi(vol_t | s_t)``
    (:func:`latent_vol.reinforce_losses`), one Adam step on (policy, baseline).
+
+Ledger (METHODS §2). :func:`portfolio_values` evaluates ``Pi_t`` by the closed forward sum
+above rather than by driving :mod:`jaxhedge.ledger` step by step: it runs for every date t of
+the training scan on every (env, continuation), with t traced, and the masked sum over dates
+is one fused elementwise pass, where a ledger replay would need a second ``lax.scan`` per t
+started at a traced date. The sum is the ledger's arithmetic, not a second ledger: ``Pi_t``
+is the premium at which :func:`jaxhedge.ledger.replay` from date t (no entry cost, unwind
+charged, cash growing at r) ends with zero P&L, ``Pi_{t+1}`` is that replay's value at t+1,
+and the payoff is :func:`jaxhedge.ledger.payoff`.
+``tests/agents/test_adaptive_qlbs.py::test_closed_form_is_the_ledger`` ties both formulas
+to ``ledger.replay`` on random tapes (hypothesis, float64).
 
 The rewards are computed with the parameters held constant (``stop_gradient``); the sampled
 vol is a constant in ``log pi`` (score-function estimator, no reparameterisation leak).
@@ -53,47 +65,36 @@ feature clip and outputs by :class:`GaussianVolHead` (``mu_pi`` a scaled sigmoid
 moneyness (~1e3 at sigma = 0.01 near expiry) into an ``exp`` head and diverged at init.
 
 Price head: ``V(s) = -C_BS(S, K, tau, r; sigma_hat(s))`` with ``sigma_hat`` the policy-mean
-network, so :meth:`price` is a Black-Scholes price at a learned state-dependent vol.
+network, so :meth:`price` is a Black-Scholes price at a learned state-dependent vol (of a
+:class:`jaxhedge.contracts.Contract`, read in strike units like the training inputs).
 :meth:`mc_value` also gives a direct Monte-Carlo estimate of ``-V_0`` for the trained mean policy
 (the quantity of Proposition 1, non-decreasing in lambda).
 
-Measured (2 shared CPU cores, float32): the paper preset costs ~4.5 s per update on an idle
-machine and ~9.3 s under load (2,500 envs x 200 continuations x N = 4; ~10-20 s to compile);
-the smoke preset trains 100 updates in 7-20 s with the trainer. Finite-value sweep: paper
-networks and contract distribution, seeds 0..99 x 5 updates at 256 envs x 32 continuations,
-and seeds 0..2 x 2 updates at the full paper sizes: every loss and parameter finite.
+What it learns. With mu = r = eps = 0, E[Pi_t] is the BS price for any hedge and the only
+learning signal is the std penalty, which is second order in the hedge error; its per-state
+minimiser is the local-risk-minimising hedge ``Cov(C(S_{t+1}), dS_t) / Var(dS_t)``, whose
+implied vol is ``sigma (1 + 1/N)`` at the money, not sigma, and the objective is flat in the vol
+there (the BS delta is stationary in sigma where d2 = 0). So REINFORCE, whose only signal is
+that penalty under reward noise, identifies sigma_hat weakly; the pathwise estimator with
+``standardize_features``, enough continuations, ``rao_blackwell`` and ``lr_decay_steps`` brings
+the price head within 5 % of BS on a (sigma, K) grid (slow test
+``test_price_within_5pct_of_bs``). ``rao_blackwell`` also makes the pathwise loss independent
+of lambda's scale at mu = r = eps = 0 (Adam is scale invariant). Proposition 1 holds for the
+Definition-1 value (:meth:`mc_value`; in lambda and in eps, tested), not for the price head,
+which carries lambda only through sigma_hat. Timings, the finite-value sweeps and every
+measured error: ``docs/adaptive_qlbs.md``.
 
-What it learns (ε = 0, μ = r = 0, σ ∈ [0.15, 0.35], K/S0 ∈ [0.9, 1.1], 512 envs x 64
-continuations, 1,500 updates, Adam 3e-4, no dt factor): the only learning signal is the std
-penalty, and it is second order in the hedge error (std(Pi_t) is flat around the
-variance-minimising hedge, and an ATM delta is flat in the vol), so sigma_hat is only weakly
-identified. With the paper's lambda dt = 0.02 * 7/252 the policy mean did not move from its
-initial ~1.0 in 1,000 updates. With lambda = 5 the t = 0 mean abs error |sigma_hat - sigma|
-fell from ~0.6 to 0.07 (lambda = 0.5: 0.16) and the policy std sigma_pi shrank to ~0.02,
-but on the grid sigma in {0.2, 0.25, 0.3} x K in {0.95, 1, 1.05} sigma_hat is 0.28-0.39 and
-hardly depends on sigma, so the REINFORCE price head is 8-99 % above BS (lambda = 0.5: -13 % to
-+122 %), not within 5 % (the pathwise estimator gets there, below). Proposition 1 holds for
-the Definition-1 value (:meth:`mc_value`, 0.061 at lambda = 0.5 vs 0.215 at lambda = 5, BS
-0.043; and in eps, tested), not for the price head, which carries lambda only through
-sigma_hat.
+Shapes (E = ``n_envs``, N = ``n_steps``, RS = ``n_continuations``):
 
-Price head vs Black-Scholes (the issue's 5 % criterion; details and tables in
-docs/adaptive_qlbs.md). With mu = r = eps = 0, E[Pi_t] is the BS price for any hedge and the
-only signal is the std penalty, whose per-state minimiser is the local-risk-minimising hedge
-``Cov(C(S_{t+1}), dS_t) / Var(dS_t)``, not the BS delta at sigma: its implied vol is
-sigma (1 + 1/N) at the money (+25 % at N = 4, +3.1 % at N = 32) and within 2.6 % of sigma at
-K/S = 0.95, 1.05. At the money the objective is also flat in the vol (the BS delta is
-stationary in sigma where d2 = 0), so sigma_hat there is set by the network's fit across
-moneyness. What kept the pathwise price 2.5-15.6 % off at N = 4 was mostly estimation: the
-sample-std objective's finite-RS bias (RS = 16: sigma_hat 3-6 % low), raw input scales (slow
-to learn the sigma dependence) and a constant rate in flat directions. With
-``standardize_features``, RS = 64, ``rao_blackwell`` and ``lr_decay_steps`` the price head is
-within 2.8-4.7 % (3 keys) of BS on the grid after 3,000 small updates at N = 8 dates over the
-same T (slow test). At N = 4 the same gives 3.4-9.1 %: there the std-optimal price is itself
-+4.2 % off at sigma = 0.3, K = 1.05, so 5 % is within training noise of the optimum.
-``rao_blackwell`` also makes the pathwise loss independent of lambda's scale at
-mu = r = eps = 0 (Adam is scale invariant): at the paper's lambda dt = 5.6e-4 it trains like
-lambda = 1, while without it the lambda-independent gain noise walks sigma_hat to vol_min.
+* :func:`portfolio_values`: spots ``(..., N+1)``, hedges ``(..., N)`` -> ``(...)``;
+* :func:`step_reward`: spots ``(..., RS, N+1)``, hedges ``(..., RS, N)`` -> ``(...)``;
+* :meth:`AdaptiveQLBS.episode`: a dict of ``(E, N)`` arrays; :meth:`AdaptiveQLBS.update`:
+  scalar metrics; :meth:`AdaptiveQLBS.mc_value`: ``(E,)``;
+* :meth:`AdaptiveQLBS.price`: the broadcast shape of the contract's numeric leaves.
+
+>>> spots, hedges = jnp.array([1.0, 1.2]), jnp.array([0.5])  # N = 1, one path
+>>> round(float(portfolio_values(spots, hedges, 1.0, 0.0, 1.0, 0)), 6)  # h - u dS
+0.1
 
 Deviations from METHODS / the papers (and why):
 
@@ -113,10 +114,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from jaxhedge import nets
-from jaxhedge.config import TrainConfig
+from jaxhedge import ledger, nets
 from jaxhedge.agents.latent_vol import (LatentVolPolicy, delta_at_vol, discounted_returns,
                                         gaussian_log_prob, price_at_vol, reinforce_losses)
+from jaxhedge.contracts import Contract, ContractBatch, ContractDistribution
 from jaxhedge.env import OPTION_TYPES, Observation
 from jaxhedge.markets import gbm
 from jaxhedge.pricing import bs_price
@@ -125,11 +126,8 @@ __all__ = [
     "AdaptiveQLBS",
     "AdaptiveQLBSHParams",
     "AdaptiveQLBSState",
-    "AdaptiveQLBSPreset",
-    "PRESETS",
-    "presets",
-    "load_preset",
-    "make_contracts",
+    "PAPER_CONTRACTS",
+    "contract_batch",
     "portfolio_values",
     "step_reward",
 ]
@@ -171,7 +169,7 @@ def portfolio_values(spots, hedges, strike, eps, gamma, t, is_call=True, growth=
         trade = hedges * g**expo * s_now * (g * m - 1.0)
     cost = e * g ** (expo + 1) * jnp.abs(u_next - hedges) * s_next
     flows = jnp.where(active, -trade + cost, 0.0)
-    payoff = jnp.maximum(jnp.where(is_call, 1.0, -1.0) * (spots[..., -1] - strike), 0.0)
+    payoff = ledger.payoff(spots[..., -1], strike, is_call)
     return g[..., 0] ** (n - jnp.asarray(t, dtype)) * payoff + jnp.sum(flows, axis=-1)
 
 
@@ -211,29 +209,25 @@ def step_reward(spots, hedges, strike, eps, gamma, t, risk_aversion, dt, is_call
 
 
 # --------------------------------------------------------------------------- pytrees
+#: The paper's training distribution (arXiv 2601.01709): mu ~ N(0, 1), sigma ~ U(0.01, 1.01),
+#: K and S0 ~ U(0.3, 1.7), eps ~ U(0, 0.01), weekly dates (dt = 7/252), r = 0.
+PAPER_CONTRACTS = ContractDistribution(dt=7 / 252, rate=0.0, mu_mean=0.0, mu_std=1.0,
+                                       sigma_lo=0.01, sigma_hi=1.01, s0_lo=0.3, s0_hi=1.7,
+                                       strike_lo=0.3, strike_hi=1.7, cost_lo=0.0, cost_hi=0.01)
+
+
 @struct.dataclass
 class AdaptiveQLBSHParams:
-    """Dynamic (vmappable) hyperparameters, including the training distribution of contracts.
+    """Dynamic (vmappable) hyperparameters.
 
-    mu ~ N(mu_mean, mu_std); sigma ~ U(sigma_lo, sigma_hi); K ~ U(strike_lo, strike_hi);
-    S0 ~ U(s0_lo, s0_hi); eps ~ U(cost_lo, cost_hi); T = n_steps * dt (n_steps static);
-    gamma = exp(-rate dt).
+    ``contracts`` is the training distribution (:class:`jaxhedge.contracts.ContractDistribution`:
+    mu ~ N(mu_mean, mu_std); sigma, K, S0, eps uniform; T = n_steps * dt with n_steps the
+    agent's static field; gamma = exp(-rate dt)); default :data:`PAPER_CONTRACTS`.
     """
 
     learning_rate: float = 1e-4
     risk_aversion: float = 0.02
-    dt: float = 7 / 252
-    rate: float = 0.0
-    mu_mean: float = 0.0
-    mu_std: float = 1.0
-    sigma_lo: float = 0.01
-    sigma_hi: float = 1.01
-    strike_lo: float = 0.3
-    strike_hi: float = 1.7
-    s0_lo: float = 0.3
-    s0_hi: float = 1.7
-    cost_lo: float = 0.0
-    cost_hi: float = 0.01
+    contracts: ContractDistribution = PAPER_CONTRACTS
 
 
 @struct.dataclass
@@ -248,15 +242,6 @@ class AdaptiveQLBSState:
     opt_state: Any
     step: jax.Array
     feature_norm: Any = None
-
-
-@struct.dataclass
-class _Contracts:
-    mu: jax.Array
-    sigma: jax.Array
-    strike: jax.Array
-    s0: jax.Array
-    eps: jax.Array
 
 
 # --------------------------------------------------------------------------- the agent
@@ -277,7 +262,7 @@ class AdaptiveQLBS:
         "pathwise" (METHODS §4.3's project addition: -V_0 of the mean policy differentiated
         through the main path and every continuation; the baseline is still fitted, for
         diagnostics). Pathwise learns where REINFORCE's only signal, the second-order std
-        penalty, drowns in reward noise (the tests record the measured numbers).
+        penalty, drowns in reward noise (measured: docs/adaptive_qlbs.md).
       rao_blackwell: pathwise only: in the loss, replace each hedge gain
         ``u_s (gamma S_{s+1} - S_s)`` of the MEAN terms by its conditional expectation
         (:func:`portfolio_values`); unbiased, and at mu = r removes the gradient noise that does
@@ -335,17 +320,6 @@ class AdaptiveQLBS:
     def is_call(self) -> bool:
         return self.option == "call"
 
-    # ------------------------------------------------------------------ presets
-    @classmethod
-    def preset(cls, name: str):
-        """``(agent, hparams)`` of a named preset (:data:`PRESETS`)."""
-        if name not in PRESETS:
-            raise ValueError(f"adaptive_qlbs preset: unknown {name!r}; choose one of "
-                             f"{sorted(PRESETS)}")
-        agent_kw, hp_kw = PRESETS[name]
-        agent = cls(**agent_kw)
-        return agent, agent.default_hparams().replace(**hp_kw)
-
     def default_hparams(self) -> AdaptiveQLBSHParams:
         return AdaptiveQLBSHParams(learning_rate=self.learning_rate,
                                    risk_aversion=self.risk_aversion)
@@ -382,26 +356,26 @@ class AdaptiveQLBS:
         """
         dtype = jnp.result_type(float)
         f = lambda x: jnp.asarray(x, dtype)
-        big_t = self.n_steps * f(hparams.dt)
+        d = hparams.contracts
+        big_t = self.n_steps * f(d.dt)
         unif = lambda lo, hi, floor: ((f(lo) + f(hi)) / 2,
                                       jnp.maximum((f(hi) - f(lo)) / jnp.sqrt(f(12.0)), floor))
         # decision dates t = 0..N-1: tau in {dt..N dt}, elapsed in {0..(N-1) dt}
-        dt = f(hparams.dt)
+        dt = f(d.dt)
         spread = jnp.maximum(dt * jnp.sqrt(f((self.n_steps**2 - 1) / 12)), dt)
         tau = ((self.n_steps + 1) * dt / 2, spread)
         elapsed = ((self.n_steps - 1) * dt / 2, spread)
-        sig = unif(hparams.sigma_lo, hparams.sigma_hi, 0.01)
-        eps = unif(hparams.cost_lo, hparams.cost_hi, 1e-3)
-        mu = (f(hparams.mu_mean), jnp.maximum(f(hparams.mu_std), 0.1))
+        sig = unif(d.sigma_lo, d.sigma_hi, 0.01)
+        eps = unif(d.cost_lo, d.cost_hi, 1e-3)
+        mu = (f(d.mu_mean), jnp.maximum(f(d.mu_std), 0.1))
         # log(S/K): log S0 and log K uniform-ish over their ranges, plus the diffusion over the
         # episode (time-average variance sigma^2 T / 2 at the mean sigma^2)
         lg = lambda lo, hi: (jnp.log(f(lo)) + jnp.log(f(hi))) / 2
         lv = lambda lo, hi: (jnp.log(f(hi)) - jnp.log(f(lo))) ** 2 / 12
-        sig2 = (f(hparams.sigma_lo) ** 2 + f(hparams.sigma_lo) * f(hparams.sigma_hi)
-                + f(hparams.sigma_hi) ** 2) / 3
-        lmk = (lg(hparams.s0_lo, hparams.s0_hi) - lg(hparams.strike_lo, hparams.strike_hi),
-               jnp.maximum(jnp.sqrt(lv(hparams.s0_lo, hparams.s0_hi)
-                                    + lv(hparams.strike_lo, hparams.strike_hi)
+        sig2 = (f(d.sigma_lo) ** 2 + f(d.sigma_lo) * f(d.sigma_hi) + f(d.sigma_hi) ** 2) / 3
+        lmk = (lg(d.s0_lo, d.s0_hi) - lg(d.strike_lo, d.strike_hi),
+               jnp.maximum(jnp.sqrt(lv(d.s0_lo, d.s0_hi)
+                                    + lv(d.strike_lo, d.strike_hi)
                                     + sig2 * big_t / 2), 0.01))
         zero, one = f(0.0), f(1.0)
         # order of nets.FEATURE_NAMES: log_mk, norm, tau, elapsed, r, mu, sigma, eps, position
@@ -414,8 +388,8 @@ class AdaptiveQLBS:
 
         The BS term is a control variate: ``E[G_t] = -(1 - t/N) E[Pi_t] - penalties`` and
         ``E[Pi_t]`` is close to the BS value for any reasonable hedge, so the baseline is
-        right to O(penalty) from the first iteration (returns range over [-4.7, 0] on the
-        paper distribution, deep ITM included), and the network only learns the residual.
+        right to O(penalty) from the first iteration (deep ITM included, where the returns
+        are largest), and the network only learns the residual.
         """
         prior = -(1.0 - t / self.n_steps) * price_at_vol(obs, obs.vol, self.is_call)
         net = nets.apply(state.baseline_graphdef, params, nets.observation_features(obs))
@@ -431,32 +405,18 @@ class AdaptiveQLBS:
                                  feature_norm=(self.feature_norm(hparams)
                                                if self.standardize_features else None))
 
-    def sample_contracts(self, key, hparams) -> _Contracts:
-        """``n_envs`` contracts from the training distribution (each field ``(n_envs,)``)."""
-        dtype = jnp.result_type(float)
-        ks = jax.random.split(key, 5)
-        n = (self.n_envs,)
-        u = lambda k, lo, hi: jax.random.uniform(k, n, dtype, jnp.asarray(lo, dtype),
-                                                 jnp.asarray(hi, dtype))
-        return _Contracts(
-            mu=jnp.asarray(hparams.mu_mean, dtype)
-            + jnp.asarray(hparams.mu_std, dtype) * jax.random.normal(ks[0], n, dtype),
-            sigma=u(ks[1], hparams.sigma_lo, hparams.sigma_hi),
-            strike=u(ks[2], hparams.strike_lo, hparams.strike_hi),
-            s0=u(ks[3], hparams.s0_lo, hparams.s0_hi),
-            eps=u(ks[4], hparams.cost_lo, hparams.cost_hi))
-
-    def _obs(self, spot, t, c: _Contracts, hparams, position) -> Observation:
+    def _obs(self, spot, t, c: ContractBatch, hparams, position) -> Observation:
         """Observation in strike units (strike 1) at date t; contract fields broadcast."""
         dtype = spot.dtype
-        dt = jnp.asarray(hparams.dt, dtype)
+        dt = jnp.asarray(hparams.contracts.dt, dtype)
         b = lambda x: jnp.broadcast_to(jnp.asarray(x, dtype), spot.shape)
         return Observation(
             spot=spot, strike=b(1.0), time_to_maturity=b((self.n_steps - t) * dt),
-            elapsed=b(t * dt), rate=b(hparams.rate), div_yield=b(0.0), drift=b(c.mu),
-            vol=b(c.sigma), cost=b(c.eps), cost_multiplier=b(1.0), position=b(position))
+            elapsed=b(t * dt), rate=b(hparams.contracts.rate), div_yield=b(0.0),
+            drift=b(c.mu), vol=b(c.sigma), cost=b(c.cost), cost_multiplier=b(1.0),
+            position=b(position))
 
-    def episode(self, key, policy_params, state, hparams, contracts: _Contracts, *,
+    def episode(self, key, policy_params, state, hparams, contracts: ContractBatch, *,
                 sample_actions=True, rao_blackwell=False):
         """The training episode in strike units. Returns a dict of ``(n_envs, N)`` arrays:
         ``spot`` (S_t/K), ``position`` (u_{t-1}), ``vol`` (action), ``hedge`` (u_t),
@@ -468,8 +428,8 @@ class AdaptiveQLBS:
         n, rs = self.n_steps, self.n_continuations
         policy = self._policy(state, policy_params)
         dtype = jnp.result_type(float)
-        dt = jnp.asarray(hparams.dt, dtype)
-        gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * dt)
+        dt = jnp.asarray(hparams.contracts.dt, dtype)
+        gamma = jnp.exp(-jnp.asarray(hparams.contracts.rate, dtype) * dt)
         c = contracts
         growth = jnp.exp(c.mu * dt) if rao_blackwell else None
         k_path, k_act, k_cont = jax.random.split(key, 3)
@@ -513,7 +473,7 @@ class AdaptiveQLBS:
             u_t = delta_at_vol(obs, vol, self.is_call).astype(dtype)
             cont = continuations(k_c, spots[:, t], t)
             hedges = cont_hedges(cont, u_t, t)
-            r = step_reward(cont, hedges, 1.0, c.eps, gamma, t, hparams.risk_aversion, dt,
+            r = step_reward(cont, hedges, 1.0, c.cost, gamma, t, hparams.risk_aversion, dt,
                             self.is_call, self.step_penalty_dt, growth)
             out = {"spot": spots[:, t], "position": u_prev, "vol": vol, "hedge": u_t,
                    "reward": r, "mean_vol": mean}
@@ -526,13 +486,14 @@ class AdaptiveQLBS:
     def update(self, key, state: AdaptiveQLBSState, hparams: AdaptiveQLBSHParams):
         """One iteration (module docstring, steps 1-4). Jittable, scannable, no callbacks."""
         k_c, k_r = jax.random.split(key)
-        contracts = self.sample_contracts(k_c, hparams)
+        contracts = hparams.contracts.sample(k_c, self.n_envs)
         pathwise = self.estimator == "pathwise"
         ep = self.episode(k_r, jax.lax.stop_gradient(state.params["policy"]), state, hparams,
                           contracts, sample_actions=not pathwise)
         ep = jax.lax.stop_gradient(ep)
         dtype = ep["reward"].dtype
-        gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * jnp.asarray(hparams.dt, dtype))
+        gamma = jnp.exp(-jnp.asarray(hparams.contracts.rate, dtype)
+                        * jnp.asarray(hparams.contracts.dt, dtype))
         returns = discounted_returns(ep["reward"], gamma)                    # (E, N)
         t = jnp.arange(self.n_steps)
         cb = jax.tree.map(lambda x: x[:, None], contracts)
@@ -564,10 +525,10 @@ class AdaptiveQLBS:
         params = optax.apply_updates(state.params, updates)
         # price error of the t = 0 price head vs BS at the true sigma, in strike units
         sig_hat = ep["mean_vol"][:, 0]
-        tau = self.n_steps * jnp.asarray(hparams.dt, dtype)
-        s0 = ep["spot"][:, 0]
-        c_hat = bs_price(s0, 1.0, tau, hparams.rate, sig_hat, 0.0, self.is_call)
-        c_bs = bs_price(s0, 1.0, tau, hparams.rate, contracts.sigma, 0.0, self.is_call)
+        tau = self.n_steps * jnp.asarray(hparams.contracts.dt, dtype)
+        s0, rate = ep["spot"][:, 0], hparams.contracts.rate
+        c_hat = bs_price(s0, 1.0, tau, rate, sig_hat, 0.0, self.is_call)
+        c_bs = bs_price(s0, 1.0, tau, rate, contracts.sigma, 0.0, self.is_call)
         metrics = {
             "loss": loss,
             "policy_loss": pol,
@@ -598,87 +559,63 @@ class AdaptiveQLBS:
         mean, _ = self._policy(state).dist(obs)
         return mean
 
-    def evaluation_contract(self, hparams: AdaptiveQLBSHParams):
-        """(EnvConfig, EnvParams) at the centre of the training distribution, for ``eval``
-        (no entry cost, unwind charged: the METHODS §4.2 ledger this agent trains on)."""
-        from jaxhedge.env import distribution_centre
+    def evaluation_contract(self, hparams: AdaptiveQLBSHParams) -> Contract:
+        """The :class:`~jaxhedge.contracts.Contract` at the centre of the training distribution
+        (host-side), with no entry cost and the unwind charged: the METHODS §4.2 ledger this
+        agent trains on."""
+        return hparams.contracts.centre(self.n_steps, self.option, charge_entry=False,
+                                        charge_unwind=True)
 
-        hp = hparams
-        return distribution_centre(
-            self.n_steps, self.option, hp.dt, hp.rate, hp.mu_mean, (hp.sigma_lo, hp.sigma_hi),
-            (hp.s0_lo, hp.s0_hi), (hp.strike_lo, hp.strike_hi), (hp.cost_lo, hp.cost_hi),
-            charge_entry=False, charge_unwind=True)
+    def price(self, state: AdaptiveQLBSState, hparams, contract: Contract):
+        """The price head ``C_BS(S0, K, T, r; sigma_hat(s_0))`` (= -V(s_0)) of ``contract`` at
+        t = 0, in the contract's money units; its numeric leaves may be batched (the price has
+        their broadcast shape).
 
-    def price(self, state: AdaptiveQLBSState, hparams, obs):
-        """``C = C_BS(S, K, tau, r; sigma_hat(s))`` = -V(s) of the price head (any batch shape)."""
+        The policy reads the contract in strike units, as in training (spot ``S0/K``, strike 1,
+        no position yet), and the BS price is homogeneous of degree 1 in ``(S, K)``, so the
+        money price is ``K`` times the strike-unit one. ``hparams`` is not needed.
+        """
         del hparams
-        return price_at_vol(obs, self.implied_vol(state, obs), self.is_call)
+        if contract.option != self.option:
+            raise ValueError(f"contract.option: must be {self.option!r}, the option this agent "
+                             f"hedges (got {contract.option!r})")
+        dtype = jnp.result_type(float)
+        leaves = (contract.s0, contract.strike, contract.maturity, contract.rate,
+                  contract.div_yield, contract.mu, contract.sigma, contract.cost)
+        s0, strike, tau, rate, q, mu, sigma, cost = jnp.broadcast_arrays(
+            *(jnp.asarray(x, dtype) for x in leaves))
+        zero = jnp.zeros_like(s0)
+        obs = Observation(spot=s0 / strike, strike=zero + 1.0, time_to_maturity=tau,
+                          elapsed=zero, rate=rate, div_yield=q, drift=mu, vol=sigma, cost=cost,
+                          cost_multiplier=zero + 1.0, position=zero)
+        return strike * price_at_vol(obs, self.implied_vol(state, obs), self.is_call)
 
-    def mc_value(self, key, state: AdaptiveQLBSState, hparams, contracts: _Contracts):
+    def mc_value(self, key, state: AdaptiveQLBSState, hparams, contracts: ContractBatch):
         """Monte-Carlo ``-V_0`` (money units) of the trained MEAN policy, per contract.
 
         ``-sum_t gamma^t r_t`` on one main path per env with mean-vol actions, rewards from
-        RS continuations as in training; ``contracts`` fields shaped ``(n_envs,)``. This is
+        RS continuations as in training; ``contracts`` fields shaped ``(n_envs,)``
+        (:func:`contract_batch` builds explicit ones). This is
         the value of Definition 1 (Proposition 1: non-decreasing in lambda), not the price
         head.
         """
         ep = self.episode(key, state.params["policy"], state, hparams, contracts,
                           sample_actions=False)
         dtype = ep["reward"].dtype
-        gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * jnp.asarray(hparams.dt, dtype))
+        gamma = jnp.exp(-jnp.asarray(hparams.contracts.rate, dtype)
+                        * jnp.asarray(hparams.contracts.dt, dtype))
         g0 = discounted_returns(ep["reward"], gamma)[:, 0]
         return -g0 * contracts.strike
 
 
-def make_contracts(mu, sigma, strike, s0, eps) -> _Contracts:
-    """Explicit contracts for :meth:`AdaptiveQLBS.mc_value` (arrays broadcast to one shape)."""
-    arrs = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.result_type(float))
-                                  for x in (mu, sigma, strike, s0, eps)))
-    return _Contracts(*arrs)
+def contract_batch(*, s0, strike, mu, sigma, cost) -> ContractBatch:
+    """An explicit :class:`~jaxhedge.contracts.ContractBatch` (e.g. for
+    :meth:`AdaptiveQLBS.mc_value`): the arrays broadcast to one shape, default float dtype.
 
-
-# --------------------------------------------------------------------------- presets
-#: name -> (AdaptiveQLBS kwargs, AdaptiveQLBSHParams overrides). Mirrored by
-#: experiments/adaptive_qlbs/<name>.toml (a test keeps them equal).
-PRESETS: dict[str, tuple[dict, dict]] = {
-    "paper": (
-        dict(n_envs=2500, n_steps=4, n_continuations=200, width=64, n_blocks=3,
-             layers_per_block=3, step_penalty_dt=True, option="call",
-             learning_rate=1e-4, risk_aversion=0.02),
-        dict(dt=7 / 252, rate=0.0, mu_mean=0.0, mu_std=1.0, sigma_lo=0.01, sigma_hi=1.01,
-             strike_lo=0.3, strike_hi=1.7, s0_lo=0.3, s0_hi=1.7, cost_lo=0.0, cost_hi=0.01),
-    ),
-    "smoke": (
-        dict(n_envs=128, n_steps=4, n_continuations=16, width=16, n_blocks=1,
-             layers_per_block=1, baseline_width=16, step_penalty_dt=True, option="call",
-             learning_rate=1e-3, risk_aversion=0.02),
-        dict(dt=7 / 252, rate=0.0, mu_mean=0.0, mu_std=1.0, sigma_lo=0.01, sigma_hi=1.01,
-             strike_lo=0.3, strike_hi=1.7, s0_lo=0.3, s0_hi=1.7, cost_lo=0.0, cost_hi=0.01),
-    ),
-}
-
-
-def presets() -> dict[str, tuple[AdaptiveQLBS, AdaptiveQLBSHParams]]:
-    """Every preset as ``{name: (agent, hparams)}``."""
-    return {name: AdaptiveQLBS.preset(name) for name in PRESETS}
-
-
-@dataclasses.dataclass(frozen=True)
-class AdaptiveQLBSPreset:
-    """A preset file: ``[agent]`` (AdaptiveQLBS fields), ``[hparams]``
-    (AdaptiveQLBSHParams fields) and ``[train]`` (:class:`jaxhedge.config.TrainConfig`)."""
-
-    agent: AdaptiveQLBS = AdaptiveQLBS()
-    hparams: AdaptiveQLBSHParams = AdaptiveQLBSHParams()
-    train: TrainConfig = TrainConfig()
-
-    def build(self) -> tuple[AdaptiveQLBS, AdaptiveQLBSHParams]:
-        return self.agent, self.hparams
-
-
-def load_preset(name_or_path, overrides=()) -> AdaptiveQLBSPreset:
-    """``experiments/adaptive_qlbs/<name>.toml`` or a TOML path, with ``--set``-style overrides
-    (the ``jaxhedge train --agent adaptive-qlbs`` job; see :func:`jaxhedge.train.jobs.load_job`)."""
-    from jaxhedge.train.jobs import load_preset_or_file
-
-    return load_preset_or_file("adaptive-qlbs", name_or_path, overrides)
+    >>> contract_batch(s0=1.0, strike=1.0, mu=0.0, sigma=[0.2, 0.3], cost=0.0).s0.shape
+    (2,)
+    """
+    dtype = jnp.result_type(float)
+    s0, strike, mu, sigma, cost = jnp.broadcast_arrays(
+        *(jnp.asarray(x, dtype) for x in (s0, strike, mu, sigma, cost)))
+    return ContractBatch(s0=s0, strike=strike, mu=mu, sigma=sigma, cost=cost)

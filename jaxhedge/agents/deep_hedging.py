@@ -9,6 +9,12 @@ the market path itself does not depend on the parameters). ``Pi_T``
 includes the premium ``hparams.env.premium`` (the env's reference premium when the
 :class:`EnvParams` come from ``HedgingEnv.default_params``).
 
+Training market: the env's own market (``env.market`` with ``hparams.env.market``), or,
+when ``DeepHedging.path_sampler`` is set, that sampler's paths around the contract of
+``hparams.env`` (``path_sampler(key, contract, n_paths) -> MarketPaths``, a frozen hashable
+object such as :class:`jaxhedge.markets.mixture.ScenarioMixture`: robust training on stress
+scenarios; the premium stays the env's, the calm reference price).
+
 Objectives (``DeepHedging.objective``), all from :mod:`jaxhedge.risk`:
 
 * ``"entropic"``: ``rho(X) = (1/lambda) log E exp(-lambda X)``, :func:`risk.entropic_risk`
@@ -43,11 +49,28 @@ without premium, ``rho(Pi_T - premium)`` by translation invariance. ``rho`` is t
 risk (``"entropic"``), ``ES_alpha(-Pi_T)`` computed exactly (``"es"``) or the OCE at the
 learned threshold (``"oce"``, an upper bound of its minimum over ``w``). With zero costs and
 a perfect hedge it is the replication price.
+
+``price(state, hparams, contract)`` prices any :class:`jaxhedge.contracts.Contract` on the
+agent's training market (:meth:`DeepHedging.contract_env`: the market keeps its kind and
+its other parameters, takes the contract's s0, mu and calm vol; strike, life, dates, rate,
+dividend, cost rate and premium are the contract's). ``evaluation_contract(hparams)`` is
+the trained contract, and pricing it gives the price of ``price(state, hparams)``.
+
+>>> agent = DeepHedging(EnvConfig(market="gbm", n_steps=4), n_paths=64, widths=(8,))
+>>> hp = agent.default_hparams()
+>>> state = agent.init(jax.random.key(0), hp)
+>>> c = agent.evaluation_contract(hp)
+>>> float(c.s0), float(c.strike), c.n_steps
+(100.0, 100.0, 4)
+>>> agent.price(state, hp, c).shape
+()
+>>> agent.price(state, hp, c.replace(strike=jnp.array([95.0, 105.0]))).shape
+(2,)
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +78,7 @@ import optax
 from flax import nnx, struct
 
 from jaxhedge import nets, risk
+from jaxhedge.contracts import Contract
 from jaxhedge.env import EnvConfig, EnvParams, HedgingEnv
 from jaxhedge.markets import MARKETS
 from jaxhedge.pricing import bs_delta
@@ -160,6 +184,10 @@ class DeepHedging:
       alpha: default ES tail probability put in :meth:`default_hparams` (the value used is
         ``hparams.alpha``, which is dynamic).
       risk_aversion / learning_rate: defaults for :meth:`default_hparams`.
+      path_sampler: None (train on the env's own market) or a frozen, hashable
+        ``sampler(key, contract, n_paths) -> MarketPaths`` drawing the training (and
+        pricing) paths around the contract of ``hparams.env`` (module docstring), e.g.
+        :class:`jaxhedge.markets.mixture.ScenarioMixture`.
     """
 
     env: EnvConfig = EnvConfig(market="gbm", n_steps=20)
@@ -170,7 +198,10 @@ class DeepHedging:
     alpha: float = 0.05
     risk_aversion: float = 1.0
     learning_rate: float = 1e-3
+    path_sampler: Any = None
     name: str = "deep_hedging"
+    #: its price is an indifference price of one contract, not a surface (jaxhedge.gates)
+    price_surface: ClassVar[bool] = False
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -182,6 +213,14 @@ class DeepHedging:
         if not (0.0 < self.alpha <= 1.0):
             raise ValueError(f"deep_hedging.alpha: must be in (0, 1] (got {self.alpha!r})")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        if self.path_sampler is not None:
+            if not callable(self.path_sampler):
+                raise ValueError(f"deep_hedging.path_sampler: must be None or callable "
+                                 f"(key, contract, n_paths) -> MarketPaths "
+                                 f"(got {type(self.path_sampler).__name__})")
+            if self.env.market != "gbm":  # the samplers scale from the calm GBM contract
+                raise ValueError(f"deep_hedging.env.market: robust training builds its mixture "
+                                 f"around a GBM contract (got {self.env.market!r})")
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -197,7 +236,7 @@ class DeepHedging:
         s0 = 1 the same risk appetite is lambda = 100.
         """
         if market_params is None:
-            market_params = MARKETS[self.env.market][0](s0=100.0)
+            market_params = MARKETS[self.env.market].params_cls(s0=100.0)
         env_overrides.setdefault("strike", market_params.s0)
         env_params = self.hedging_env.default_params(market_params, **env_overrides)
         return DeepHedgingHParams(env=env_params, learning_rate=self.learning_rate,
@@ -218,16 +257,51 @@ class DeepHedging:
 
     def simulate(self, key, hedger, hparams, n_paths: int | None = None,
                  keep_paths: bool = False) -> RolloutResult:
-        """``n_paths`` episodes of ``hedger``: :func:`jaxhedge.rollout.rollout` unjitted.
+        """``n_paths`` episodes of ``hedger`` on the training market of ``hparams.env``.
 
-        Same key and ``n_paths`` -> the same paths as ``rollout`` (common random numbers);
-        differentiable in the hedger's parameters. ``keep_paths`` as in ``run_on_paths``
-        (off by default: training needs only the P&L and costs).
+        Without a path sampler: :func:`jaxhedge.rollout.rollout` unjitted (same key and
+        ``n_paths`` -> the same paths as ``rollout``, common random numbers); with one: its
+        paths around ``hparams.env``'s contract (same key, same paths). Differentiable in the
+        hedger's parameters. ``keep_paths`` as in ``run_on_paths`` (off by default: training
+        needs only the P&L and costs).
         """
         n = self.n_paths if n_paths is None else n_paths
-        env = self.hedging_env
-        paths = simulate_paths(key, env, hparams.env, n)
-        return run_on_paths(env, hparams.env, hedger, paths, keep_paths=keep_paths)
+        return self._episodes(key, hedger, self.env, hparams.env, n, keep_paths)
+
+    def _episodes(self, key, hedger, config: EnvConfig, env_params: EnvParams, n: int,
+                  keep_paths: bool = False) -> RolloutResult:
+        env = HedgingEnv(config)
+        if self.path_sampler is None:
+            paths = simulate_paths(key, env, env_params, n)
+        else:
+            contract = Contract.from_env(config, env_params)
+            paths = jax.lax.stop_gradient(self.path_sampler(key, contract, n))
+        return run_on_paths(env, env_params, hedger, paths, keep_paths=keep_paths)
+
+    def contract_env(self, hparams: DeepHedgingHParams,
+                     contract: Contract) -> tuple[EnvConfig, EnvParams]:
+        """The training market with ``contract`` in it (jittable; module docstring).
+
+        The market keeps its kind and other parameters and takes the contract's s0, mu and
+        calm vol, read back as :meth:`Contract.from_env` reads it (``sigma``; Heston
+        ``v0 = sigma^2``; the first regime's sigma). Strike, maturity, rate, dividend, the
+        proportional cost rate, the premium (``contract.premium()``), dates and option type
+        are the contract's; the other cost coefficients and the ledger flags stay the
+        training ones (the flags are traced under the trainer's vmap).
+        """
+        spec = MARKETS[self.env.market]
+        if spec.with_calm_vol is None:
+            raise ValueError(f"deep_hedging.price: market {spec.name!r} cannot take a "
+                             "contract's volatility (its MarketSpec has no with_calm_vol)")
+        m = spec.with_calm_vol(hparams.env.market.replace(s0=contract.s0, mu=contract.mu),
+                               contract.sigma)
+        params = hparams.env.replace(
+            market=m, strike=contract.strike, maturity=contract.maturity, rate=contract.rate,
+            div_yield=contract.div_yield,
+            costs=hparams.env.costs.replace(proportional=contract.cost),
+            premium=contract.premium())
+        config = dataclasses.replace(self.env, n_steps=contract.n_steps, option=contract.option)
+        return config, params
 
     def risk_objective(self, pnl, threshold, hparams):
         """Training objective of ``pnl`` (last axis: paths) at threshold ``w = threshold * s0``."""
@@ -293,23 +367,49 @@ class DeepHedging:
         del hparams  # the hedger reads everything it needs from the observation
         return self._hedger(state.graphdef, state.params)
 
-    def price(self, state: DeepHedgingState, hparams: DeepHedgingHParams, obs=None, *,
-              key=None, n_paths: int | None = None):
-        """Indifference (ask) price ``premium + rho(Pi_T)`` of the contract in ``hparams.env``.
+    def evaluation_contract(self, hparams: DeepHedgingHParams) -> Contract:
+        """The contract the agent was trained on: ``Contract.from_env(env, hparams.env)``."""
+        return Contract.from_env(self.env, hparams.env)
 
-        ``rho`` is the training risk measure (module docstring), evaluated on ``n_paths``
-        (default ``4 * self.n_paths``) fresh paths from ``key`` (default a fixed key that
-        the training loop does not use). ``obs`` is accepted for the protocol's signature;
-        the contract priced is the one in ``hparams.env``, so it must be None.
+    def price(self, state: DeepHedgingState, hparams: DeepHedgingHParams,
+              contract: Contract | None = None, *, key=None, n_paths: int | None = None):
+        """Indifference (ask) price ``premium + rho(Pi_T)`` of ``contract`` (module docstring).
+
+        ``contract`` is hedged on the agent's training market (:meth:`contract_env`); None
+        prices the contract in ``hparams.env`` as trained (its premium the env's). Its
+        numeric leaves may carry a batch shape (the price has that shape; the contracts are
+        priced one after another, each on the same paths' random numbers). ``rho`` is the
+        training risk measure, evaluated on ``n_paths`` (default ``4 * self.n_paths``) fresh
+        paths from ``key`` (default a fixed key that the training loop does not use).
+        Jittable.
         """
-        if obs is not None:
-            raise NotImplementedError(
-                "DeepHedging.price: prices the contract in hparams.env; pass obs=None")
         key = jax.random.key(_PRICE_SEED) if key is None else key
         n = 4 * self.n_paths if n_paths is None else n_paths
-        pnl = self.simulate(key, self.hedger(state), hparams, n).pnl
+        if contract is None:
+            return self._price_on(state, hparams, self.env, hparams.env, key, n)
+        if not isinstance(contract, Contract):
+            raise TypeError(f"deep_hedging.price: contract must be a jaxhedge.contracts.Contract "
+                            f"(got {type(contract).__name__})")
+        shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in jax.tree.leaves(contract)))
+        if not shape:
+            config, env_params = self.contract_env(hparams, contract)
+            return self._price_on(state, hparams, config, env_params, key, n)
+        flat = jax.tree.map(lambda x: jnp.broadcast_to(x, shape).reshape(-1), contract)
+
+        def one(c):
+            config, env_params = self.contract_env(hparams, c)
+            return self._price_on(state, hparams, config, env_params, key, n)
+
+        # lax.map, not vmap: one contract's paths in memory at a time
+        return jax.lax.map(one, flat).reshape(shape)
+
+    def _price_on(self, state, hparams, config: EnvConfig, env_params: EnvParams, key, n: int):
+        # through _hedger (a subclass may change the network's inputs), for the contract's option
+        hedger = dataclasses.replace(self, env=config)._hedger(state.graphdef, state.params)
+        pnl = self._episodes(key, hedger, config, env_params, n).pnl
+        hp = hparams.replace(env=env_params)  # risk_objective reads s0 from hparams.env
         if self.objective == "es":
-            rho = risk.expected_shortfall(-pnl, hparams.alpha)
+            rho = risk.expected_shortfall(-pnl, hp.alpha)
         else:
-            rho = self.risk_objective(pnl, state.threshold, hparams)
-        return jnp.asarray(hparams.env.premium, pnl.dtype) + rho
+            rho = self.risk_objective(pnl, state.threshold, hp)
+        return jnp.asarray(env_params.premium, pnl.dtype) + rho

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxhedge.agents.registry import HedgerSpec
 from jaxhedge.pricing import bs_delta
 
 
@@ -28,3 +29,12 @@ class DeltaHedger:
     def __call__(self, obs):
         return bs_delta(obs.spot, obs.strike, obs.time_to_maturity, obs.rate,
                         self.hedge_vol(obs), obs.div_yield, self.is_call)
+
+
+def build(option: str = "call", sigma: float | None = None, **_) -> DeltaHedger:
+    """BS delta at ``sigma`` (None: the market's vol at t)."""
+    return DeltaHedger(vol=float("nan") if sigma is None else sigma, is_call=option == "call")
+
+
+#: Registered by :mod:`jaxhedge.agents`.
+SPEC = HedgerSpec(name="delta", build=build, description="Black-Scholes delta")

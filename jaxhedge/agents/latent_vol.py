@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxhedge import nets
+from jaxhedge.env import Observation
 from jaxhedge.pricing import bs_delta, bs_price
 
 VOL_FLOOR = 1e-3
@@ -107,3 +108,21 @@ def reinforce_losses(log_probs, returns, baseline, gamma=1.0):
     policy = -jnp.mean(gamma**t * advantage * log_probs)
     value = jnp.mean((jax.lax.stop_gradient(returns) - baseline) ** 2)
     return policy, value
+
+
+def start_observation(contract) -> Observation:
+    """The t = 0 observation of a :class:`jaxhedge.contracts.Contract` (no position yet).
+
+    The contract's numeric leaves may carry a batch shape; every field of the observation
+    has their broadcast shape (default float dtype). What the price heads read.
+    """
+    leaves = (contract.s0, contract.strike, contract.maturity, contract.sigma, contract.mu,
+              contract.rate, contract.div_yield, contract.cost)
+    dtype = jnp.result_type(*leaves, float)
+    shape = jnp.broadcast_shapes(*(jnp.shape(x) for x in leaves))
+    b = lambda x: jnp.broadcast_to(jnp.asarray(x, dtype), shape)  # noqa: E731
+    return Observation(spot=b(contract.s0), strike=b(contract.strike),
+                       time_to_maturity=b(contract.maturity), elapsed=b(0.0),
+                       rate=b(contract.rate), div_yield=b(contract.div_yield),
+                       drift=b(contract.mu), vol=b(contract.sigma), cost=b(contract.cost),
+                       cost_multiplier=b(1.0), position=b(0.0))

@@ -2,8 +2,9 @@
 
 Implements METHODS.md §4.4 ("Classic QLBS — Halperin") vectorised over Monte-Carlo paths:
 
-* GBM paths with the exact step and the real-world drift μ (METHODS §1), simulated from an
-  explicit ``jax.random`` key.
+* GBM paths from :func:`jaxhedge.markets.gbm.simulate` (exact step, real-world drift μ,
+  METHODS §1), simulated from an explicit ``jax.random`` key; the payoff is
+  :func:`jaxhedge.ledger.payoff`.
 * State X_t = log S_t − (μ − σ²/2) t Δt, one cubic B-spline basis (12 functions) shared by
   every t, built on 12 evenly spaced sites τ_0..τ_11 spanning [min X, max X] over all paths
   and all t, knots = 4×τ_0, averages of τ_{j+1..j+3} (j = 0..7), 4×τ_11; evaluated with the
@@ -27,28 +28,37 @@ Implements METHODS.md §4.4 ("Classic QLBS — Halperin") vectorised over Monte-
 Sums (not means) over paths enter the normal equations, so the 1e−3 ridge is exactly the
 spec's (its effect is relative to the number of paths).
 
+The portfolio. Π_t = γ(Π_{t+1} − a_t ΔS_t) stays in closed form, backward, because it is
+the DP's regression target; it is the self-financing ledger run backward (no costs, cash at
+r): ``ledger.replay`` of the hedges a_t from premium Π_0 marks to Π_t at every date and ends
+at h(S_N) (tested), so the one-ledger rule of :mod:`jaxhedge.ledger` holds.
+
 Precision. Everything runs in JAX's default float dtype: float32 unless
 ``jax.enable_x64(True)`` is active, in which case parameters are promoted and the whole
 computation, linear solves included, runs in float64 (``solver='auto'`` then forms the
-spec's Gram matrices and calls ``jnp.linalg.solve``). The reference numbers of METHODS §4.4
-are checked in float64. float32 is poor for the normal equations: at t = 0 every path has
-the same X_0, so Σ_k ΦΦᵀ is rank one with entries ~1e3–1e4 and the 1e−3 ridge sits at the
-float32 resolution of those entries; LU then can meet a zero pivot (observed: NaN price for
-one seed in five at N = 24). ``solver='auto'`` therefore uses, in float32 only, the same
-ridge solution computed from a QR factorisation of the ridge-augmented design
-[F; √1e−3·I] (no Gram matrix formed). Measured on 2 × 5 seeds × 10⁴ paths (benchmarks/qlbs_reference.py),
-float32 (QR) lands within 1.3e−4 of float64 for DP24, 4e−5 for DP6 and FQI6; the built-in
-identity holds to ~3e−4 in float32 (1.5e−4 in float64). Normal paths are always drawn in float32 and then
-promoted, so one key gives the same paths in both precisions.
+spec's Gram matrices and calls ``jnp.linalg.solve``). float32 is poor for the normal
+equations: at t = 0 every path has the same X_0, so Σ_k ΦΦᵀ is rank one and the 1e−3 ridge
+sits at the float32 resolution of its entries, so LU can meet a zero pivot (NaN price).
+``solver='auto'`` therefore uses, in float32 only, the same ridge solution computed from a
+QR factorisation of the ridge-augmented design [F; √1e−3·I] (no Gram matrix formed). Paths
+are always simulated in float32 and then promoted, so one key gives the same paths in both
+precisions and they can be compared seed by seed.
 
-Known properties of the method as specified (not bugs): (i) on the few extreme paths at late
-t an edge spline is supported by a handful of paths and the 1e−3 ridge barely binds, so
-a few hedges are wild (|a| > 1.5 on ~0.1 % of path-steps at N = 24, extremes ~±50);
-(ii) V_t is the unconditional cross-path variance, which is not invariant under adding the
-replicable S_t − γ^{N−t}K, so QLBS call and put prices do not satisfy put–call parity
-(call DP24 ≈ 8.85 vs BS 7.49 at the reference parameters, put ≈ 4.93 vs 4.53);
-(iii) the non-pure hedge (keeping ΔS/(2γλ) with λ = 0.001) gives prices of order 100, as
-the spec warns.
+Known properties of the method as specified (not bugs): (i) on the few extreme paths at
+late t an edge spline is supported by a handful of paths and the 1e−3 ridge barely binds,
+so a few hedges are wild; (ii) V_t is the unconditional cross-path variance, which is not
+invariant under adding the replicable S_t − γ^{N−t}K, so QLBS call and put prices do not
+satisfy put–call parity; (iii) the non-pure hedge (keeping ΔS/(2γλ) with λ = 0.001) gives
+nonsense prices, as the spec warns. Measured values of all three, of the float32/float64
+agreement and of the reference prices: ``docs/qlbs.md``.
+
+Shapes: ``qlbs_price(key, config, params)`` returns a :class:`QLBSResult` with ``spot``
+(n_paths, n_steps + 1), ``hedges`` (n_paths, n_steps), ``pi`` (n_paths, n_steps + 1),
+``variances`` (n_steps + 1,), ``q0`` (n_paths,) and scalar ``price``:
+
+>>> r = qlbs_price(jax.random.key(0), QLBSConfig(n_paths=200, n_steps=3), QLBSParams())
+>>> r.spot.shape, r.hedges.shape, r.pi.shape, r.variances.shape, r.price.shape
+((200, 4), (200, 3), (200, 4), (4,), ())
 
 Everything is a pure function of the key; ``config`` (:class:`QLBSConfig`) is static
 (hashable frozen dataclass, defines shapes) and ``params`` (:class:`QLBSParams`) is a
@@ -64,6 +74,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxhedge import ledger
+from jaxhedge.markets import gbm
 from jaxhedge.pricing import bs_price
 
 __all__ = [
@@ -72,7 +84,6 @@ __all__ = [
     "QLBSResult",
     "bspline_knots",
     "bspline_basis",
-    "simulate_gbm",
     "state_variable",
     "black_scholes_price",
     "qlbs_price",
@@ -244,19 +255,16 @@ def _cast_params(params: QLBSParams) -> QLBSParams:
     return jax.tree_util.tree_map(lambda v: jnp.asarray(v, dtype=dt), params)
 
 
-def simulate_gbm(key, params: QLBSParams, n_paths: int, n_steps: int) -> jax.Array:
-    """GBM spot paths, exact step with real-world drift μ; shape (n_paths, n_steps + 1)."""
-    p = _cast_params(params)
-    dt = p.maturity / n_steps
-    # Normals are always drawn in float32 and then promoted, so a key gives the same paths
-    # (up to rounding) in float32 and float64 and the two precisions can be compared
-    # seed by seed.
-    z = jax.random.normal(key, (n_paths, n_steps), dtype=jnp.float32).astype(_float_dtype())
-    incr = (p.mu - 0.5 * p.sigma**2) * dt + p.sigma * jnp.sqrt(dt) * z
-    log_s = jnp.log(p.s0) + jnp.concatenate(
-        [jnp.zeros((n_paths, 1), z.dtype), jnp.cumsum(incr, axis=1)], axis=1
-    )
-    return jnp.exp(log_s)
+def _simulate_paths(key, params: QLBSParams, n_paths: int, n_steps: int) -> jax.Array:
+    """GBM spot paths from :func:`jaxhedge.markets.gbm.simulate`; shape (n_paths, n_steps + 1).
+
+    Simulated in float32 and then promoted, so a key gives the same paths (up to the
+    promotion) in float32 and float64 and the two precisions can be compared seed by seed.
+    """
+    f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    market = gbm.GBMParams(s0=f32(params.s0), mu=f32(params.mu), sigma=f32(params.sigma))
+    paths = gbm.simulate(key, market, n_paths, n_steps, f32(params.maturity) / n_steps)
+    return paths.spot.astype(_float_dtype())
 
 
 def state_variable(spot: jax.Array, params: QLBSParams) -> jax.Array:
@@ -271,12 +279,6 @@ def black_scholes_price(params: QLBSParams, option: str = "put") -> jax.Array:
     """Black–Scholes price of the European option (reference only)."""
     p = _cast_params(params)
     return bs_price(p.s0, p.strike, p.maturity, p.rate, p.sigma, 0.0, option == "call")
-
-
-def _payoff(s, strike, option):
-    if option == "call":
-        return jnp.maximum(s - strike, 0.0)
-    return jnp.maximum(strike - s, 0.0)
 
 
 def _use_qr(solver: str, dtype) -> bool:
@@ -388,14 +390,14 @@ def _qlbs_price_impl(key, config: QLBSConfig, params: QLBSParams) -> QLBSResult:
     lam = p.risk_aversion
 
     key_paths, key_u = jax.random.split(key)
-    spot = simulate_gbm(key_paths, p, config.n_paths, n)  # (P, N+1)
+    spot = _simulate_paths(key_paths, params, config.n_paths, n)  # (P, N+1)
     x = state_variable(spot, p)
     knots = bspline_knots(jnp.min(x), jnp.max(x), config.n_basis, deg)
 
     s_tm = spot.T  # (N+1, P)
     phi = bspline_basis(x.T, knots, deg)  # (N+1, P, M)
     d_s = s_tm[1:] - jnp.exp(p.rate * dt) * s_tm[:-1]  # (N, P)
-    pi_n = _payoff(s_tm[-1], p.strike, config.option)
+    pi_n = ledger.payoff(s_tm[-1], p.strike, config.option == "call")
 
     qr = _use_qr(config.solver, dtype)
     a, pi, var, q = _dp_backward(phi, d_s, pi_n, gamma, lam, config.risk_hedge_pure, qr)
@@ -443,8 +445,7 @@ def qlbs_price_multi(keys, config: QLBSConfig, params: QLBSParams) -> QLBSResult
 
     Implemented with ``lax.map`` (one compiled body, seeds run one after another) rather
     than ``vmap``: batching gains nothing here (each seed already has 10⁴-path matmuls),
-    and on XLA:CPU (jax 0.10.2, multi-threaded Eigen) the vmapped QR solver path was
-    observed to deadlock for n_steps ≥ 12. Use ``jax.vmap(qlbs_price, (0, None, None))``
+    and on XLA:CPU the vmapped QR solver path was seen to deadlock (docs/qlbs.md). Use ``jax.vmap(qlbs_price, (0, None, None))``
     yourself if you need vmap semantics.
     """
     return jax.lax.map(lambda k: _qlbs_price_impl(k, config, params), keys)

@@ -2,9 +2,11 @@ r"""RLOP: forward replication with stacked expiries (METHODS §4.3; arXiv 2601.0
 arXiv 2205.05600).
 
 One training episode = one GBM path per environment, ``n_envs`` environments, each with its
-own market drawn from the training distribution in :class:`RLOPHParams` (paper preset:
-``mu ~ N(0, 4)``, ``sigma ~ U(0.01, 2.01)``, ``S0 ~ U(0.3, 1.7)``, ``K`` uniform on
-``[strike_lo, strike_hi]`` (1 in the preset), ``eps ~ U(0, 0.01)``; fresh paths every update).
+own contract drawn from ``hparams.contracts`` (a :class:`jaxhedge.contracts.ContractDistribution`;
+default :data:`PAPER_CONTRACTS`: ``mu ~ N(0, 4)``, ``sigma ~ U(0.01, 2.01)``,
+``S0 ~ U(0.3, 1.7)``, ``K = 1``, cost ``eps ~ U(0, 0.01)``); fresh paths every update.
+Presets are TOML files, ``experiments/rlop/<preset>.toml`` (sections ``[agent]``,
+``[hparams]``, ``[hparams.contracts]``, ``[train]``; :class:`jaxhedge.train.jobs.RLOPJob`).
 
 **Stacked expiries.** Along the path S_0..S_N the agent runs N portfolios at once, one per
 expiry i = 1..N, held as an ``(n_envs, N)`` array (column i-1 is expiry i). Portfolio i starts
@@ -15,7 +17,7 @@ not). It evolves
 
     Pi_{t+1} = e^{r dt}(Pi_t - u_t S_t) + u_t S_{t+1} - TC(u_{t+1} - u_t, S_{t+1}),
 
-with ``TC`` = :func:`jaxhedge.ledger.transaction_cost` (proportional eps per env),
+computed by :mod:`jaxhedge.ledger` (a batched ``LedgerState``, proportional eps per env),
 ``u_i^(i) := 0`` (the position is unwound at expiry; its cost is charged when
 ``charge_unwind``, the papers' training convention) and, as in the formula, no cost on the
 entry trade unless ``charge_entry``. After its expiry a column is frozen (masked), so at the
@@ -63,7 +65,6 @@ Deviations / choices (documented):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any, Callable
 
@@ -72,10 +73,10 @@ import jax.numpy as jnp
 import optax
 from flax import nnx, struct
 
-from jaxhedge.config import TrainConfig
 from jaxhedge import ledger, nets, risk
 from jaxhedge.agents.latent_vol import (LatentVolPolicy, delta_at_vol, discounted_returns,
-                                        price_at_vol, reinforce_losses)
+                                        price_at_vol, reinforce_losses, start_observation)
+from jaxhedge.contracts import Contract, ContractBatch, ContractDistribution
 from jaxhedge.env import Observation
 from jaxhedge.markets import gbm
 
@@ -86,13 +87,10 @@ __all__ = [
     "RLOPHParams",
     "RLOPState",
     "Replication",
-    "RLOPPreset",
+    "PAPER_CONTRACTS",
     "stacked_replication",
     "per_sample_advantage",
     "terminal_reward",
-    "paper",
-    "smoke",
-    "load_preset",
 ]
 
 OBJECTIVES = ("abs", "squared", "shortfall", "shortfall_prob", "cvar")
@@ -100,27 +98,25 @@ ESTIMATORS = ("reinforce", "pathwise")
 
 
 # ---------------------------------------------------------------------------- hparams / state
+# The papers' training distribution: mu ~ N(0, 2^2), sigma ~ U(0.01, 2.01), S0 ~ U(0.3, 1.7),
+# K = 1, eps ~ U(0, 0.01), r = 0, weekly dates (dt = 1/52, our choice: the papers fix N = 4 only).
+PAPER_CONTRACTS = ContractDistribution(dt=1.0 / 52, rate=0.0, mu_mean=0.0, mu_std=2.0,
+                                       sigma_lo=0.01, sigma_hi=2.01, s0_lo=0.3, s0_hi=1.7,
+                                       strike_lo=1.0, strike_hi=1.0, cost_lo=0.0, cost_hi=0.01)
+
+
 @struct.dataclass
 class RLOPHParams:
     """Dynamic (vmappable) hyperparameters: learning rates and the training distribution.
 
-    mu ~ N(mu_mean, mu_std^2); sigma, S0, K, eps uniform on [lo, hi] (lo == hi fixes them).
+    ``contracts`` (:class:`jaxhedge.contracts.ContractDistribution`): each environment's
+    contract (s0, strike, mu, sigma, cost) is drawn from it every update; its ``dt`` and
+    ``rate`` are the dates' spacing and the risk-free rate. Default: the papers'.
     """
 
     lr_policy: float = 1e-3
     lr_price: float = 1e-3
-    mu_mean: float = 0.0
-    mu_std: float = 2.0
-    sigma_lo: float = 0.01
-    sigma_hi: float = 2.01
-    s0_lo: float = 0.3
-    s0_hi: float = 1.7
-    strike_lo: float = 1.0
-    strike_hi: float = 1.0
-    eps_lo: float = 0.0
-    eps_hi: float = 0.01
-    rate: float = 0.0
-    dt: float = 1.0 / 52
+    contracts: ContractDistribution = PAPER_CONTRACTS
 
 
 @struct.dataclass
@@ -137,17 +133,6 @@ class RLOPState:
     opt_policy: Any
     opt_price: Any
     step: jax.Array
-
-
-@struct.dataclass
-class Market:
-    """Per-environment market of one episode; every field (n_envs,)."""
-
-    s0: jax.Array
-    strike: jax.Array
-    mu: jax.Array
-    sigma: jax.Array
-    eps: jax.Array
 
 
 @struct.dataclass
@@ -184,7 +169,24 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
     :class:`Observation` with fields (n, N) (expiry i in column i-1, remaining time
     ``(i - t) dt``, previous position ``u_{t-1}^(i)``) to hedges (n, N) and any aux pytree;
     ``keys`` (N,) one per date (or None). Inactive columns (t >= i) get hedge 0, and a
-    placeholder remaining time ``dt`` so no NaN is produced there.
+    placeholder remaining time ``dt`` so no NaN is produced there (their position is the
+    closed-out 0).
+
+    The portfolios are one batched :class:`jaxhedge.ledger.LedgerState` (n, N): at each date
+    ``ledger.trade`` (the entry trade at t = 0 charged only if ``charge_entry``), then
+    ``ledger.accrue``, then ``ledger.close_out`` on the column whose expiry is t + 1
+    (charged if ``charge_unwind``); ``ledger.where(active, ...)`` freezes a column after its
+    expiry. Column i-1 is exactly ``ledger.replay`` of the tape ``u_0^(i)..u_{i-1}^(i)`` on
+    ``S_0..S_i`` (tested).
+
+    Shapes (n = 3 envs, N = 4 expiries; a flat path and no costs keep each premium):
+
+    >>> rep = stacked_replication(jnp.ones((3, 5)), jnp.full((3, 4), 0.05), 1.0, 0.0, 0.25,
+    ...                           ledger.CostModel(), lambda k, o: (0.5 + 0 * o.spot, ()))
+    >>> rep.terminal.shape, rep.payoff.shape, rep.hedges.shape, rep.active.shape
+    ((3, 4), (3, 4), (4, 3, 4), (4, 4))
+    >>> round(float(rep.terminal[0, 3]), 6)
+    0.05
     """
     spots = jnp.asarray(spots)
     n, n_dates = spots.shape
@@ -195,18 +197,19 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
     col = lambda x: jnp.broadcast_to(cast(x), (n,))[:, None]  # (n, 1)
     strike_c, drift_c, vol_c = col(strike), col(drift), col(vol)
     costs = jax.tree.map(col, costs)
+    params = ledger.LedgerParams(costs=costs, rate=rate, div_yield=jnp.zeros((), dtype), dt=dt,
+                                 charge_entry=charge_entry, charge_unwind=charge_unwind)
     expiry = jnp.arange(1, big_n + 1)  # (N,)
-    growth = jnp.exp(rate * dt)
     if keys is None:
         keys = jax.random.split(jax.random.key(0), big_n)
 
-    def body(carry, xs):
-        pi, u_prev, cost = carry
+    def body(account: ledger.LedgerState, xs):
         t, key, s_now, s_next = xs
+        s_now, s_next = s_now[:, None], s_next[:, None]
         active = expiry > t  # (N,)
         tau = jnp.where(active, (expiry - t) * dt, dt).astype(dtype)
         obs = Observation(
-            spot=jnp.broadcast_to(s_now[:, None], (n, big_n)),
+            spot=jnp.broadcast_to(s_now, (n, big_n)),
             strike=jnp.broadcast_to(strike_c, (n, big_n)),
             time_to_maturity=jnp.broadcast_to(tau, (n, big_n)),
             elapsed=jnp.broadcast_to(t * dt, (n, big_n)).astype(dtype),
@@ -216,31 +219,27 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
             vol=jnp.broadcast_to(vol_c, (n, big_n)),
             cost=jnp.broadcast_to(costs.proportional, (n, big_n)),
             cost_multiplier=jnp.ones((n, big_n), dtype),
-            position=u_prev,
+            position=account.shares,
         )
         u, aux = hedge_fn(key, obs)
         u = jnp.where(active, u.astype(dtype), 0.0)
-        # trade at t: cost TC(u_t - u_{t-1}, S_t) (the entry trade at t = 0 only if charged)
-        charge = active & ((t > 0) | charge_entry)
-        tc = jnp.where(charge, ledger.transaction_cost(u - u_prev, s_now[:, None], costs), 0.0)
-        pi_next = growth * (pi - tc - u * s_now[:, None]) + u * s_next[:, None]
-        # unwind at expiry i = t + 1: u_i^(i) := 0
-        settle = expiry == t + 1
-        unwind = jnp.where(settle & charge_unwind,
-                           ledger.transaction_cost(-u, s_next[:, None], costs), 0.0)
-        pi_next = pi_next - unwind
-        pi = jnp.where(active, pi_next, pi)
-        cost = cost + tc + unwind
-        return (pi, u, cost), (u, jnp.broadcast_to(tau, (n, big_n)), aux)
+        # trade at t (the entry trade at t = 0 pays costs only if charge_entry), let (t, t+1]
+        # pass, and at its expiry i = t + 1 close the portfolio out (u_i^(i) := 0)
+        moved = ledger.accrue(
+            ledger.trade(account, u, s_now, params, charge=(t > 0) | charge_entry),
+            s_next, params)
+        moved = ledger.where(expiry == t + 1, ledger.close_out(moved, s_next, params), moved)
+        account = ledger.where(active, moved, account)  # frozen after its expiry
+        return account, (u, jnp.broadcast_to(tau, (n, big_n)), aux)
 
-    init = (cast(premiums) * jnp.ones((n, big_n), dtype), jnp.zeros((n, big_n), dtype),
-            jnp.zeros((n, big_n), dtype))
+    account = ledger.open_account(cast(premiums) * jnp.ones((n, big_n), dtype))
     xs = (jnp.arange(big_n), keys, spots[:, :-1].T, spots[:, 1:].T)
-    (pi, _, cost), (hedges, taus, aux) = jax.lax.scan(body, init, xs)
+    account, (hedges, taus, aux) = jax.lax.scan(body, account, xs)
     payoff = ledger.payoff(spots[:, 1:], strike_c, is_call)
     active = expiry[None, :] > jnp.arange(big_n)[:, None]
-    return Replication(terminal=pi, payoff=payoff, hedges=hedges, tau=taus, active=active,
-                       aux=aux, cost=cost)
+    # every column is closed out by the end: its cash is Pi_i^(i)
+    return Replication(terminal=account.cash, payoff=payoff, hedges=hedges, tau=taus,
+                       active=active, aux=aux, cost=account.cost)
 
 
 def per_sample_advantage(returns, baseline):
@@ -372,8 +371,7 @@ class RLOP:
         log(S/K)/(v sqrt(tau)) + v sqrt(tau)/2 is smallest at v* = sqrt(2 log(S/K)/tau)), so
         from the head's default start at the middle of (vol_min, vol_max) (1.5 for
         vol_max = 3) the gradient drives ITM latent vols UP into the vol_max saturation, a
-        local optimum with hedges ~0.3 share below delta (measured: hedging MSE 3.35e-4 vs
-        2.49e-4 for delta on the smoke distribution). Starting low (below v* for the
+        local optimum with hedges well below delta (docs/rlop.md). Starting low (below v* for the
         typical contract) puts the policy on the branch that contains the market vol. The
         head's output weights are shrunk (x0.1) so the start is nearly constant; the biases
         are the logits of the start values under the head's own maps.
@@ -405,49 +403,36 @@ class RLOP:
         return self.k_start * (self.k_end / self.k_start) ** frac
 
     # ------------------------------------------------------------------ simulation
-    def sample_market(self, key, hparams: RLOPHParams, n: int | None = None) -> Market:
-        n = self.n_envs if n is None else n
-        dtype = jnp.result_type(float)
-        k = jax.random.split(key, 5)
-        u = lambda kk, lo, hi: lo + (hi - lo) * jax.random.uniform(kk, (n,), dtype)
-        return Market(
-            s0=u(k[0], hparams.s0_lo, hparams.s0_hi),
-            strike=u(k[1], hparams.strike_lo, hparams.strike_hi),
-            mu=hparams.mu_mean + hparams.mu_std * jax.random.normal(k[2], (n,), dtype),
-            sigma=u(k[3], hparams.sigma_lo, hparams.sigma_hi),
-            eps=u(k[4], hparams.eps_lo, hparams.eps_hi),
-        )
-
-    def simulate_paths(self, key, market: Market, dt):
+    def simulate_paths(self, key, batch: ContractBatch, dt):
         """(n, N+1) GBM paths, one per env with its own (s0, mu, sigma) (markets.gbm)."""
-        keys = jax.random.split(key, market.s0.shape[0])
+        keys = jax.random.split(key, batch.s0.shape[0])
         one = lambda k, s0, mu, sig: gbm.simulate(
             k, gbm.GBMParams(s0=s0, mu=mu, sigma=sig), 1, self.n_steps, dt).spot[0]
-        return jax.vmap(one)(keys, market.s0, market.mu, market.sigma)
+        return jax.vmap(one)(keys, batch.s0, batch.mu, batch.sigma)
 
-    def premiums(self, price_def, price_params, market: Market, hparams, dtype):
+    def premiums(self, price_def, price_params, batch: ContractBatch, hparams, dtype):
         """(n, N) C_hat(S_0, K, i dt) for i = 1..N."""
-        obs = self._start_obs(market, hparams, dtype)
+        obs = self._start_obs(batch, hparams, dtype)
         return price_at_vol(obs, self._price_vol(price_def, price_params, obs), self.is_call)
 
-    def _start_obs(self, market: Market, hparams, dtype) -> Observation:
+    def _start_obs(self, batch: ContractBatch, hparams, dtype) -> Observation:
         """(n, N) observations at t = 0 for every expiry i dt, i = 1..N."""
-        n, big_n = market.s0.shape[0], self.n_steps
-        tau = jnp.arange(1, big_n + 1, dtype=dtype) * hparams.dt
+        n, big_n = batch.s0.shape[0], self.n_steps
+        tau = jnp.arange(1, big_n + 1, dtype=dtype) * hparams.contracts.dt
         shape = (n, big_n)
         b = lambda x: jnp.broadcast_to(jnp.asarray(x, dtype)[..., None] if jnp.ndim(x) else
                                        jnp.asarray(x, dtype), shape)
-        obs = Observation(spot=b(market.s0), strike=b(market.strike),
+        obs = Observation(spot=b(batch.s0), strike=b(batch.strike),
                           time_to_maturity=jnp.broadcast_to(tau, shape),
-                          elapsed=jnp.zeros(shape, dtype), rate=b(hparams.rate),
-                          div_yield=jnp.zeros(shape, dtype), drift=b(market.mu),
-                          vol=b(market.sigma), cost=b(market.eps),
+                          elapsed=jnp.zeros(shape, dtype), rate=b(hparams.contracts.rate),
+                          div_yield=jnp.zeros(shape, dtype), drift=b(batch.mu),
+                          vol=b(batch.sigma), cost=b(batch.cost),
                           cost_multiplier=jnp.ones(shape, dtype),
                           position=jnp.zeros(shape, dtype))
         return obs
 
     def replicate(self, key, state: RLOPState, hparams, policy_params, premiums, paths,
-                  market: Market, mode: str) -> Replication:
+                  batch: ContractBatch, mode: str) -> Replication:
         """Stacked replication with the policy: ``mode`` "sample" (REINFORCE) or "mean"."""
         policy = self._policy(state, policy_params)
 
@@ -463,9 +448,9 @@ class RLOP:
 
         keys = jax.random.split(key, self.n_steps)
         return stacked_replication(
-            paths, premiums, market.strike, hparams.rate, hparams.dt,
-            ledger.CostModel(proportional=market.eps), hedge_fn, keys, drift=market.mu,
-            vol=market.sigma, is_call=self.is_call, charge_entry=self.charge_entry,
+            paths, premiums, batch.strike, hparams.contracts.rate, hparams.contracts.dt,
+            ledger.CostModel(proportional=batch.cost), hedge_fn, keys, drift=batch.mu,
+            vol=batch.sigma, is_call=self.is_call, charge_entry=self.charge_entry,
             charge_unwind=self.charge_unwind)
 
     # ------------------------------------------------------------------ protocol
@@ -492,14 +477,14 @@ class RLOP:
             trainable = (state.policy, state.baseline, state.threshold, state.price)
         pparams, bparams, threshold, cparams = trainable
         k_mkt, k_path, k_act = jax.random.split(key, 3)
-        market = self.sample_market(k_mkt, hparams)
-        paths = self.simulate_paths(k_path, market, hparams.dt)
+        batch = hparams.contracts.sample(k_mkt, self.n_envs)
+        paths = self.simulate_paths(k_path, batch, hparams.contracts.dt)
         dtype = paths.dtype
-        prem = self.premiums(state.price_def, cparams, market, hparams, dtype)
+        prem = self.premiums(state.price_def, cparams, batch, hparams, dtype)
         prem_sg = jax.lax.stop_gradient(prem)
         st = state.replace(baseline=bparams)
         mode = "mean" if self.estimator == "pathwise" else "sample"
-        rep = self.replicate(k_act, st, hparams, pparams, prem_sg, paths, market, mode)
+        rep = self.replicate(k_act, st, hparams, pparams, prem_sg, paths, batch, mode)
         rewards = self._rewards(rep, state, threshold)  # (n, N)
         objective = -jnp.mean(rewards)
 
@@ -509,7 +494,7 @@ class RLOP:
         else:
             logp, base = rep.aux  # (N_t, n, N)
             big_n = self.n_steps
-            gamma = jnp.exp(-jnp.asarray(hparams.rate, dtype) * hparams.dt)
+            gamma = jnp.exp(-jnp.asarray(hparams.contracts.rate, dtype) * hparams.contracts.dt)
             # reward of portfolio i arrives after the action at t = i - 1
             onehot = jnp.eye(big_n, dtype=dtype)  # [i-1, t]
             per_t = jax.lax.stop_gradient(rewards)[:, :, None] * onehot[None]  # (n, N_i, N_t)
@@ -577,14 +562,14 @@ class RLOP:
         """
         n = self.n_envs if n_envs is None else n_envs
         k_mkt, k_path = jax.random.split(key)
-        market = self.sample_market(k_mkt, hparams, n)
-        paths = self.simulate_paths(k_path, market, hparams.dt)
+        batch = hparams.contracts.sample(k_mkt, n)
+        paths = self.simulate_paths(k_path, batch, hparams.contracts.dt)
         if bs_premium:
-            obs = self._start_obs(market, hparams, paths.dtype)
+            obs = self._start_obs(batch, hparams, paths.dtype)
             prem = price_at_vol(obs, obs.vol, self.is_call)
         else:
-            prem = self.premiums(state.price_def, state.price, market, hparams, paths.dtype)
-        rep = self.replicate(key, state, hparams, state.policy, prem, paths, market, "mean")
+            prem = self.premiums(state.price_def, state.price, batch, hparams, paths.dtype)
+        rep = self.replicate(key, state, hparams, state.policy, prem, paths, batch, "mean")
         rewards = self._rewards(rep, state, state.threshold)
         err = rep.payoff - rep.terminal
         return {"loss": -jnp.mean(rewards), "mse": jnp.mean(err * err),
@@ -596,77 +581,18 @@ class RLOP:
         del hparams
         return self._policy(state)
 
-    def evaluation_contract(self, hparams: RLOPHParams):
-        """(EnvConfig, EnvParams) at the centre of the training distribution, for ``eval``."""
-        from jaxhedge.env import distribution_centre
+    def evaluation_contract(self, hparams: RLOPHParams) -> Contract:
+        """The centre of the training distribution (host-side), for ``eval`` and run.json."""
+        return hparams.contracts.centre(self.n_steps, self.option, self.charge_entry,
+                                        self.charge_unwind)
 
-        hp = hparams
-        return distribution_centre(
-            self.n_steps, self.option, hp.dt, hp.rate, hp.mu_mean, (hp.sigma_lo, hp.sigma_hi),
-            (hp.s0_lo, hp.s0_hi), (hp.strike_lo, hp.strike_hi), (hp.eps_lo, hp.eps_hi),
-            self.charge_entry, self.charge_unwind)
-
-    def price(self, state: RLOPState, hparams, obs):
-        """Learned price C_hat(obs) = BS price at the price estimator's latent vol."""
+    def price(self, state: RLOPState, hparams, contract: Contract):
+        """Learned price of ``contract`` at t = 0: the BS price at the price estimator's latent
+        vol (leaves of ``contract`` may be batched; the price has their shape)."""
         del hparams
+        if contract.option != self.option:
+            raise ValueError(f"contract.option: this RLOP prices {self.option!r} options "
+                             f"(got {contract.option!r})")
+        obs = start_observation(contract)
         return price_at_vol(obs, self._price_vol(state.price_def, state.price, obs),
                             self.is_call)
-
-
-# ---------------------------------------------------------------------------- presets
-
-@dataclasses.dataclass(frozen=True)
-class RLOPPreset:
-    """A preset file: ``[agent]`` (RLOP fields), ``[hparams]``, ``[train]``
-    (:class:`jaxhedge.config.TrainConfig`). It is the ``jaxhedge train --agent rlop`` job."""
-
-    agent: RLOP = RLOP()
-    hparams: RLOPHParams = RLOPHParams()
-    train: TrainConfig = TrainConfig()
-
-    def build(self) -> tuple[RLOP, RLOPHParams]:
-        return self.agent, self.hparams
-
-
-def load_preset(name_or_path, overrides=()) -> RLOPPreset:
-    """``experiments/rlop/<name>.toml`` or a TOML path, with ``--set``-style overrides
-    (the ``jaxhedge train --agent rlop`` job; see :func:`jaxhedge.train.jobs.load_job`)."""
-    from jaxhedge.train.jobs import load_preset_or_file
-
-    return load_preset_or_file("rlop", name_or_path, overrides)
-
-
-def paper(**agent_overrides) -> tuple[RLOP, RLOPHParams]:
-    """The paper preset: 1,000 envs, 4 steps, the paper's distribution, squared H, REINFORCE."""
-    return RLOP(n_envs=1000, n_steps=4, **agent_overrides), RLOPHParams()
-
-
-def smoke(**agent_overrides) -> tuple[RLOP, RLOPHParams]:
-    """A tiny configuration that trains in seconds on 2 CPU cores (narrow distribution)."""
-    kw = dict(n_envs=256, n_steps=4, width=16, n_blocks=1, layers_per_block=1,
-              price_width=16, baseline_widths=(16,), estimator="pathwise")
-    kw.update(agent_overrides)
-    hp = RLOPHParams(lr_policy=3e-3, lr_price=3e-3, mu_std=0.0, sigma_lo=0.15, sigma_hi=0.25,
-                     s0_lo=0.9, s0_hi=1.1, eps_lo=0.0, eps_hi=0.0, dt=1.0 / 12)
-    return RLOP(**kw), hp
-
-
-def fit(agent: RLOP, hparams: RLOPHParams, key, n_updates: int):
-    """init then ``lax.scan`` of ``update`` (:func:`jaxhedge.train.loop.make_train`), jitted
-    once per (agent, n_updates); returns (agent state, metrics stacked over updates)."""
-    return _compiled_fit(agent, int(n_updates))(key, hparams)
-
-
-@functools.lru_cache(maxsize=32)
-def _compiled_fit(agent: RLOP, n_updates: int):
-    from jaxhedge.train.loop import make_train
-
-    train = make_train(agent, n_updates)
-
-    @jax.jit
-    def run(key, hparams):
-        ts = train.init(key, hparams)
-        ts, metrics = train.train_chunk(ts, hparams)
-        return ts.agent_state, metrics
-
-    return run

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxhedge.agents.delta import DeltaHedger
+from jaxhedge.agents.registry import HedgerSpec
 from jaxhedge.pricing import bs_gamma
 
 
@@ -43,3 +44,15 @@ class WhalleyWilmottHedger:
     def __call__(self, obs):
         lower, upper = self.band(obs)
         return jnp.clip(obs.position, lower, upper)
+
+
+def build(option: str = "call", risk_aversion: float = 1.0, sigma: float | None = None,
+          cost: float | None = None, **_) -> WhalleyWilmottHedger:
+    """The band for lambda = ``risk_aversion`` at ``sigma`` and ``cost`` (None: as seen at t)."""
+    nan = float("nan")
+    return WhalleyWilmottHedger(vol=nan if sigma is None else sigma, risk_aversion=risk_aversion,
+                                eps=nan if cost is None else cost, is_call=option == "call")
+
+
+#: Registered by :mod:`jaxhedge.agents`.
+SPEC = HedgerSpec(name="ww", build=build, description="Whalley-Wilmott no-transaction band")

@@ -128,24 +128,23 @@ class _AgentSurface:
         self.agent, self.state, self.cost = agent, state, cost
 
     def __call__(self, sigma, mu, spot, strike, tau, rate):
-        from jaxhedge.env import Observation
+        from jaxhedge.contracts import Contract
 
         dtype = jnp.result_type(spot, float)
         shape = jnp.shape(spot)
         b = lambda v: jnp.broadcast_to(jnp.asarray(v, dtype), shape)
         # The agents train on strike 1 with S0 ~ U(0.3, 1.7): price in units of K
         # (BS-type heads are homogeneous of degree 1 in (S, K)) so inputs stay in range.
-        obs = Observation(spot=b(spot / strike), strike=b(1.0), time_to_maturity=b(tau),
-                          elapsed=b(0.0), rate=b(rate), div_yield=b(0.0), drift=b(mu),
-                          vol=b(sigma), cost=b(self.cost), cost_multiplier=b(1.0),
-                          position=b(0.0))
-        return strike * self.agent.price(self.state, None, obs)
+        contract = Contract(s0=b(spot / strike), strike=b(1.0), maturity=b(tau), sigma=b(sigma),
+                            mu=b(mu), rate=b(rate), div_yield=b(0.0), cost=b(self.cost),
+                            option=getattr(self.agent, "option", "call"))
+        return strike * self.agent.price(self.state, None, contract)
 
 
 def agent_price_fn(agent, state, cost: float = 0.0) -> Callable:
-    """Wrap a trained RLOP / AdaptiveQLBS (anything with ``price(state, hparams, obs)``)
+    """Wrap a trained RLOP / AdaptiveQLBS (anything with ``price(state, hparams, contract)``)
     as a ``price_fn`` for :func:`fit_surface`; ``cost`` is the ε observation input."""
     if not hasattr(agent, "price"):
-        raise ValueError(f"agent: must have a price(state, hparams, obs) method, got "
+        raise ValueError(f"agent: must have a price(state, hparams, contract) method, got "
                          f"{type(agent).__name__}")
     return _AgentSurface(agent=agent, state=state, cost=float(cost))

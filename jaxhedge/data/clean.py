@@ -9,7 +9,10 @@ Rules, applied in this order (a row is counted under the first rule it fails):
 5. tau_days > 70                                         -> "tau > 70 days"
 6. (shared preprocessed layout only) a non-finite derived input the later steps read
    (S, r, DF, F, C_eur, P_A)                             -> "non-finite <column>"
-7. a second quote of the same (date, expiration, call_put, strike) -> "duplicate quote"
+7. (shared layout) range and consistency of S, r, DF, PV_div, F, C_eur (no-arbitrage bounds
+   and the file's own lower_bound/upper_bound), P_A, stored tau_days: the checks of
+   :mod:`jaxhedge.data.checks`, each with its own reason
+8. a second quote of the same (date, expiration, call_put, strike) -> "duplicate quote"
    (checked last, so the first *valid* quote of a key is the one kept)
 
 ``mid = (bid + ask)/2`` and ``tau_years = tau_days/365`` are (re)computed on the kept rows
@@ -20,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from jaxhedge.data.checks import row_checks
 from jaxhedge.data.report import DropReport
 
 __all__ = ["clean", "TAU_MIN_DAYS", "TAU_MAX_DAYS"]
@@ -64,6 +68,8 @@ def clean(frame: pd.DataFrame, tau_min_days: int = TAU_MIN_DAYS,
             if col in df.columns:
                 drop(~np.isfinite(pd.to_numeric(df[col], errors="coerce").to_numpy(float)),
                      f"non-finite {col}")
+        for reason, test in row_checks(df, tau):
+            drop(test(keep), reason)
     key = [c for c in ("date", "expiration", "call_put", "strike") if c in df.columns]
     dup = np.zeros(len(df), bool)
     dup[keep] = df[keep].duplicated(subset=key, keep="first").to_numpy()

@@ -6,9 +6,11 @@ Every ``simulate`` is pure and jittable with ``n_paths``/``n_steps`` static
 ``params.s0`` / the default float (float32, or float64 under ``jax.enable_x64``).
 Call :func:`validate` (host side) on params before jitting.
 
-``MARKETS`` maps a name to ``(ParamsClass, simulate)`` for the parametric models whose params
-have full defaults; the historical bootstrap (params need a return series) is exposed
-separately as ``HistoricalParams`` / ``simulate_block_bootstrap``.
+Market kinds are registered in :mod:`jaxhedge.markets.registry` (one :class:`MarketSpec`
+each: params class, simulate, validate, reference price, defaults); ``MARKETS`` is a read-only
+view ``name -> MarketSpec`` of it. Importing this package registers gbm, heston, merton and
+regime (each module defines its ``SPEC``). The historical bootstrap (params need a return series)
+is not a registered market; it is exposed as ``HistoricalParams`` / ``simulate_block_bootstrap``.
 """
 from __future__ import annotations
 
@@ -27,34 +29,36 @@ from jaxhedge.markets.historical import (
 )
 from jaxhedge.markets.merton import MertonParams
 from jaxhedge.markets.regime import RegimeParams, two_state
+from jaxhedge.markets.registry import (
+    MARKETS,
+    MarketSpec,
+    market_names,
+    market_spec,
+    register_market,
+    spec_for_params,
+    unregister_market,
+)
 
-MARKETS: dict[str, tuple[type, object]] = {
-    "gbm": (GBMParams, gbm.simulate),
-    "heston": (HestonParams, heston.simulate),
-    "merton": (MertonParams, merton.simulate),
-    "regime": (RegimeParams, regime.simulate),
-}
-
-_VALIDATORS = {
-    GBMParams: gbm.validate,
-    HestonParams: heston.validate,
-    MertonParams: merton.validate,
-    RegimeParams: regime.validate,
-    HistoricalParams: historical.validate,
-}
+# The built-in markets: one registration each (a new market module adds one line here).
+register_market(gbm.SPEC)
+register_market(heston.SPEC)
+register_market(merton.SPEC)
+register_market(regime.SPEC)
 
 
 def validate(params):
-    """Dispatch to the params class's own ``validate`` (host-side; raises ValueError)."""
-    try:
-        fn = _VALIDATORS[type(params)]
-    except KeyError:
-        raise TypeError(f"validate: unknown market params type {type(params).__name__}") from None
-    return fn(params)
+    """Dispatch to the validator of the params' market (host-side; raises ValueError).
+
+    TypeError for params of no registered market (historical params keep their own validator).
+    """
+    if type(params) is HistoricalParams:
+        return historical.validate(params)
+    return spec_for_params(params).validate(params)
 
 
 __all__ = [
     "MARKETS",
+    "MarketSpec",
     "GBMParams",
     "HestonParams",
     "HistoricalParams",
@@ -69,9 +73,14 @@ __all__ = [
     "historical_path",
     "load_chain_spot",
     "load_spot_series",
+    "market_names",
+    "market_spec",
     "merton",
     "regime",
+    "register_market",
     "simulate_block_bootstrap",
+    "spec_for_params",
     "two_state",
+    "unregister_market",
     "validate",
 ]

@@ -9,8 +9,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxhedge import pricing
 from jaxhedge.markets import _common as C
 from jaxhedge.markets.base import MarketPaths
+from jaxhedge.markets.registry import MarketSpec
 
 
 @struct.dataclass
@@ -42,3 +44,21 @@ def simulate(key: jax.Array, params: GBMParams, n_paths: int, n_steps: int, dt: 
         vol=C.full(shape, sigma, dtype),
         cost_multiplier=jnp.ones(shape, dtype),
     )
+
+
+def reference_price(params: GBMParams, strike, maturity, rate, div_yield, is_call, n_steps):
+    """Black-Scholes at ``sigma`` (``n_steps`` unused)."""
+    return pricing.bs_price(params.s0, strike, maturity, rate, params.sigma, div_yield, is_call)
+
+
+def default_params(s0: float = 100.0, mu: float = 0.0, sigma: float = 0.2) -> GBMParams:
+    return GBMParams(s0=s0, mu=mu, sigma=sigma)
+
+
+#: Registered by :mod:`jaxhedge.markets`.
+SPEC = MarketSpec(
+    name="gbm", params_cls=GBMParams, simulate=simulate, validate=validate,
+    reference_price=reference_price, default_params=default_params,
+    calm_vol=lambda p: p.sigma,
+    with_calm_vol=lambda p, s: p.replace(sigma=s),
+    description="geometric Brownian motion (Black-Scholes)")

@@ -26,8 +26,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxhedge import pricing
 from jaxhedge.markets import _common as C
 from jaxhedge.markets.base import MarketPaths
+from jaxhedge.markets.registry import MarketSpec
 
 PSI_C = 1.5
 
@@ -135,3 +137,24 @@ def simulate_with_variance(key, params: HestonParams, n_paths: int, n_steps: int
         cost_multiplier=jnp.ones_like(v_all),
     )
     return paths, v_all
+
+
+def reference_price(params: HestonParams, strike, maturity, rate, div_yield, is_call, n_steps):
+    """The semi-analytic Heston price (``n_steps`` unused)."""
+    m = params
+    return pricing.heston_price(m.s0, strike, maturity, rate, m.kappa, m.theta, m.xi, m.rho,
+                                m.v0, div_yield, is_call)
+
+
+def default_params(s0: float = 100.0, mu: float = 0.0, sigma: float = 0.2) -> HestonParams:
+    """v0 = theta = sigma^2, kappa = 2, xi = 0.5, rho = -0.7."""
+    return HestonParams(s0=s0, mu=mu, v0=sigma**2, kappa=2.0, theta=sigma**2, xi=0.5, rho=-0.7)
+
+
+#: Registered by :mod:`jaxhedge.markets`.
+SPEC = MarketSpec(
+    name="heston", params_cls=HestonParams, simulate=simulate, validate=validate,
+    reference_price=reference_price, default_params=default_params,
+    calm_vol=lambda p: p.v0 ** 0.5,
+    with_calm_vol=lambda p, s: p.replace(v0=s ** 2),
+    description="Heston stochastic volatility (QE scheme)")

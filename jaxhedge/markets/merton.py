@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxhedge import pricing
 from jaxhedge.markets import _common as C
 from jaxhedge.markets.base import MarketPaths
+from jaxhedge.markets.registry import MarketSpec
 
 
 @struct.dataclass
@@ -91,3 +93,25 @@ def simulate_with_jumps(key, params: MertonParams, n_paths: int, n_steps: int, d
 def simulate(key: jax.Array, params: MertonParams, n_paths: int, n_steps: int, dt: float) -> MarketPaths:
     """Merton paths, fields shaped (n_paths, n_steps + 1)."""
     return simulate_with_jumps(key, params, n_paths, n_steps, dt)[0]
+
+
+def reference_price(params: MertonParams, strike, maturity, rate, div_yield, is_call, n_steps):
+    """Merton's jump-diffusion price (``n_steps`` unused)."""
+    m = params
+    return pricing.merton_price(m.s0, strike, maturity, rate, m.sigma, m.jump_intensity,
+                                m.jump_mean, m.jump_std, div_yield, is_call)
+
+
+def default_params(s0: float = 100.0, mu: float = 0.0, sigma: float = 0.2) -> MertonParams:
+    """One jump a year on average, log jump N(-0.10, 0.15^2)."""
+    return MertonParams(s0=s0, mu=mu, sigma=sigma, jump_intensity=1.0, jump_mean=-0.10,
+                        jump_std=0.15)
+
+
+#: Registered by :mod:`jaxhedge.markets`.
+SPEC = MarketSpec(
+    name="merton", params_cls=MertonParams, simulate=simulate, validate=validate,
+    reference_price=reference_price, default_params=default_params,
+    calm_vol=lambda p: p.sigma,
+    with_calm_vol=lambda p, s: p.replace(sigma=s),
+    description="Merton jump-diffusion")

@@ -22,8 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from jaxhedge import pricing
 from jaxhedge.markets import _common as C
 from jaxhedge.markets.base import MarketPaths
+from jaxhedge.markets.registry import MarketSpec
 from jaxhedge.markets.merton import compound_poisson_log_jumps, jump_compensator
 
 
@@ -168,3 +170,45 @@ def simulate_with_states(key, params: RegimeParams, n_paths: int, n_steps: int, 
 def simulate(key: jax.Array, params: RegimeParams, n_paths: int, n_steps: int, dt: float) -> MarketPaths:
     """Regime-switching paths, fields shaped (n_paths, n_steps + 1)."""
     return simulate_with_states(key, params, n_paths, n_steps, dt)[0]
+
+
+def average_vol(params: RegimeParams, n_steps: int):
+    """sqrt of the expected time-average of sigma^2 over n_steps under the regime chain."""
+    m = params
+    k = m.sigmas.shape[-1]
+    dist = jax.nn.one_hot(m.initial_state, k, dtype=m.sigmas.dtype)
+
+    def body(d, _):
+        return d @ m.transition, d @ (m.sigmas**2)
+
+    _, variances = jax.lax.scan(body, dist, None, length=n_steps)
+    return jnp.sqrt(jnp.mean(variances))
+
+
+def reference_price(params: RegimeParams, strike, maturity, rate, div_yield, is_call, n_steps):
+    """Black-Scholes at :func:`average_vol` over the ``n_steps`` dates.
+
+    There is no closed form; the P&L mean then shows the model's mispricing.
+    """
+    return pricing.bs_price(params.s0, strike, maturity, rate, average_vol(params, n_steps),
+                            div_yield, is_call)
+
+
+def default_params(s0: float = 100.0, mu: float = 0.0, sigma: float = 0.2) -> RegimeParams:
+    """Calm sigma / stress 3 sigma, 2% per step of entering stress, 10% of leaving, costs x3
+    and two jumps a year in stress."""
+    return two_state(calm_sigma=sigma, stress_sigma=3 * sigma, s0=s0, mu=mu)
+
+
+def _with_calm_vol(p, sigma):
+    """The chain with its first (calm) regime's vol set to ``sigma``."""
+    return p.replace(sigmas=jnp.asarray(p.sigmas).at[0].set(sigma))
+
+
+#: Registered by :mod:`jaxhedge.markets`.
+SPEC = MarketSpec(
+    name="regime", params_cls=RegimeParams, simulate=simulate, validate=validate,
+    reference_price=reference_price, default_params=default_params,
+    calm_vol=lambda p: p.sigmas[0],
+    with_calm_vol=_with_calm_vol,
+    description="regime-switching volatility and liquidity")

@@ -20,7 +20,7 @@ from jaxhedge.reproduce.config import AGENT_OF_MODEL, StudyConfig
 
 __all__ = ["TrainedAgent", "load_agents", "train_agents", "model_of_agent"]
 
-_MODEL_OF_AGENT_NAME = {"adaptive_qlbs": "qlbs", "adaptive-qlbs": "qlbs", "rlop": "rlop"}
+_MODEL_OF_AGENT_NAME = {"adaptive_qlbs": "aqlbs", "adaptive-qlbs": "aqlbs", "rlop": "rlop"}
 
 
 @dataclasses.dataclass
@@ -41,12 +41,12 @@ def model_of_agent(agent) -> str:
         return _MODEL_OF_AGENT_NAME[name]
     except KeyError:
         raise ValueError(f"--agents: a {name} run cannot serve the study; give Adaptive-QLBS "
-                         f"(model qlbs) or RLOP (model rlop) runs") from None
+                         f"(model aqlbs) or RLOP (model rlop) runs") from None
 
 
 def _load(run_dir: Path) -> TrainedAgent:
     from jaxhedge.calibrate.surface import agent_price_fn
-    from jaxhedge.train import load_trained
+    from jaxhedge.runs import load_trained
 
     agent, hparams, state = load_trained(run_dir)
     model = model_of_agent(agent)

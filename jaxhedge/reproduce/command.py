@@ -13,6 +13,9 @@ __all__ = ["add_arguments", "run_command", "parse_list", "default_data_dir"]
 ASSETS = ("spy", "xop")
 PERIODS = ("2020q1", "2025q2")
 DATA_ENV = "JAXHEDGE_DATA_DIR"
+#: what ``--out`` receives (checked writable before any work)
+OUTPUT_FILES = ("study.json", "summary.md", "drops.csv", "static_ivrmse.csv", "static_ivrmse.md",
+                "hedging.csv", "hedging.md", "figures/pnl_cdf.png")
 
 
 def default_data_dir() -> Path:
@@ -39,11 +42,11 @@ def add_arguments(p) -> None:
                         f"../shared/data/options)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--parts", default=",".join(PARTS), help="static,hedging")
-    p.add_argument("--models", default=",".join(MODELS), help="bs,jd,sv,qlbs,rlop")
+    p.add_argument("--models", default=",".join(MODELS), help="bs,jd,sv,aqlbs,rlop")
     p.add_argument("--assets", default=",".join(ASSETS), help="spy,xop")
     p.add_argument("--periods", default=",".join(PERIODS), help="2020q1,2025q2")
     p.add_argument("--agents", nargs="+", type=Path, default=[], metavar="RUN_DIR",
-                   help="trained Adaptive-QLBS (qlbs) / RLOP (rlop) runs; missing ones are "
+                   help="trained Adaptive-QLBS (aqlbs) / RLOP (rlop) runs; missing ones are "
                         "trained with experiments/paper/study.toml's presets")
     p.add_argument("--config", type=Path, default=None,
                    help="study TOML (default experiments/paper/study.toml)")
@@ -57,6 +60,7 @@ def run_command(args) -> int:
 
     from jaxhedge.reproduce.agents import load_agents, train_agents
     from jaxhedge.reproduce.config import load_study_config
+    from jaxhedge.reproduce.study import StudyRequest, load_inputs
 
     parts = parse_list("--parts", args.parts, PARTS)
     models = parse_list("--models", args.models, MODELS)
@@ -69,6 +73,10 @@ def run_command(args) -> int:
     config = load_study_config(args.config, args.overrides)
     console = Console(stderr=True)
     t0 = time.perf_counter()
+    request = StudyRequest(data_dir=data, out=args.out, parts=parts, models=models,
+                           assets=assets, periods=periods)
+    inputs = load_inputs(request)  # every file validated before training or fitting
+    print_drop_reports(inputs)
 
     rl = [m for m in models if m in AGENT_OF_MODEL]
     agents = load_agents(args.agents) if rl else {}
@@ -80,18 +88,25 @@ def run_command(args) -> int:
     if config.x64:
         jax.config.update("jax_enable_x64", True)
     try:
-        return _run(args, config, agents, parts, models, assets, periods, data, console, t0)
+        return _run(args, config, agents, request, inputs, console, t0)
     finally:  # leave the process as found (in-process callers, tests)
         jax.config.update("jax_enable_x64", x64_before)
 
 
-def _run(args, config, agents, parts, models, assets, periods, data, console, t0) -> int:
+def print_drop_reports(inputs: dict) -> None:
+    """One block per input file: rows in / kept / dropped, then one line per reason."""
+    from jaxhedge.data.loader import shared_file
+
+    for (asset, period), pdata in inputs.items():
+        print(f"{shared_file('.', asset, period).name}: {pdata.report}")
+
+
+def _run(args, config, agents, request, inputs, console, t0) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from jaxhedge.reproduce.study import StudyRequest, run_study
+    from jaxhedge.reproduce.study import run_study
 
-    request = StudyRequest(data_dir=data, out=args.out, parts=parts, models=models,
-                           assets=assets, periods=periods)
+    parts = request.parts
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                "{task.total}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as bar:
@@ -101,7 +116,8 @@ def _run(args, config, agents, parts, models, assets, periods, data, console, t0
             bar.update(task, completed=done, total=total, description=label)
             console.print(f"[{time.perf_counter() - t0:7.1f}s] {label}")
 
-        info = run_study(request, config, agents, log=console.print, progress=progress)
+        info = run_study(request, config, agents, log=console.print, progress=progress,
+                         inputs=inputs)
     if "static" in parts and "hedging" in parts:  # the headline: rank correlations
         text = (args.out / "summary.md").read_text()
         print("\n".join(l for l in text.splitlines() if l.startswith("- ")))

@@ -15,12 +15,12 @@ __all__ = ["AgentTraining", "StudyConfig", "load_study_config", "DEFAULT_CONFIG"
            "MODELS", "PARTS", "MODEL_LABELS", "AGENT_OF_MODEL"]
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "paper" / "study.toml"
-MODELS = ("bs", "jd", "sv", "qlbs", "rlop")
+MODELS = ("bs", "jd", "sv", "aqlbs", "rlop")
 PARTS = ("static", "hedging")
 #: table labels (the papers' names). "QLBS" is the papers' network agent, Adaptive-QLBS.
-MODEL_LABELS = {"bs": "BS", "jd": "JD", "sv": "SV", "qlbs": "QLBS", "rlop": "RLOP"}
+MODEL_LABELS = {"bs": "BS", "jd": "JD", "sv": "SV", "aqlbs": "AQLBS", "rlop": "RLOP"}
 #: which trained agent (``jaxhedge train --agent``) provides each RL model.
-AGENT_OF_MODEL = {"qlbs": "adaptive-qlbs", "rlop": "rlop"}
+AGENT_OF_MODEL = {"aqlbs": "adaptive-qlbs", "rlop": "rlop"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +48,13 @@ class StudyConfig:
       cost: proportional cost eps of the hedging backtest (METHODS §5.6: 4e-3).
       x64: run calibration and backtests in float64 (agents stay float32 networks).
       calib_iters: Levenberg-Marquardt iterations per start for BS / JD / SV / surfaces.
-      qlbs, rlop: training of the RL agents when ``--agents`` does not provide them.
+      aqlbs, rlop: training of the RL agents when ``--agents`` does not provide them.
     """
 
     cost: float = 4e-3
     x64: bool = True
     calib_iters: int = 30
-    qlbs: AgentTraining = AgentTraining()
+    aqlbs: AgentTraining = AgentTraining()
     rlop: AgentTraining = AgentTraining()
 
     def __post_init__(self):

@@ -31,7 +31,7 @@ import pandas as pd
 
 from jaxhedge.reproduce.config import MODEL_LABELS, StudyConfig
 
-__all__ = ["StudyRequest", "run_study", "static_part", "hedging_part", "policy_positions",
+__all__ = ["StudyRequest", "run_study", "load_inputs", "drop_rows", "static_part", "hedging_part", "policy_positions",
            "surface_delta_fn", "STATIC_COLUMNS", "HEDGING_COLUMNS"]
 
 STATIC_COLUMNS = ["period", "asset", "bucket_days", "group", "model", "ivrmse_x1e3", "n_days"]
@@ -47,7 +47,7 @@ class StudyRequest:
     data_dir: Path
     out: Path
     parts: tuple[str, ...] = ("static", "hedging")
-    models: tuple[str, ...] = ("bs", "jd", "sv", "qlbs", "rlop")
+    models: tuple[str, ...] = ("bs", "jd", "sv", "aqlbs", "rlop")
     assets: tuple[str, ...] = ("spy", "xop")
     periods: tuple[str, ...] = ("2020q1", "2025q2")
 
@@ -202,20 +202,42 @@ def hedging_part(pdata, bucket: int, target: float, models, agents: dict,
 
 
 # ----------------------------------------------------------------------------- the run
+def load_inputs(request: StudyRequest) -> dict:
+    """Load and validate every requested file before any work: ``{(asset, period):
+    PeriodData}``. A bad file raises ValueError (one line naming it); bad rows are dropped
+    and counted in each ``PeriodData.report``."""
+    from jaxhedge.data import load_period
+
+    return {(a, p): load_period(request.data_dir, a, p)
+            for p in request.periods for a in request.assets}
+
+
+def drop_rows(inputs: dict) -> list[dict]:
+    """``drops.csv`` rows: one (file, reason, count) per reason a file's rows were dropped."""
+    from jaxhedge.data.loader import shared_file
+
+    return [{"file": shared_file(".", a, p).name, "reason": reason, "count": n}
+            for (a, p), pdata in inputs.items() for reason, n in pdata.report.counts.items()]
+
+
 def run_study(request: StudyRequest, config: StudyConfig, agents: dict, log=print,
-              progress=None) -> dict:
+              progress=None, inputs: dict | None = None) -> dict:
     """Run the requested parts and write, under ``request.out``:
 
     ``static_ivrmse.csv|.md`` (STATIC_COLUMNS), ``hedging.csv|.md`` (HEDGING_COLUMNS),
     ``summary.md`` (winners and static-vs-hedging rank correlations),
     ``figures/pnl_cdf_<asset>_<period>.png`` and ``figures/cost_risk_<asset>_<period>.png``,
-    and ``study.json`` (request, config, agents, per-slice episode counts and skip reasons,
-    timings, provenance). Returns the study.json content.
+    ``drops.csv`` (file, reason, count: every input row dropped by validation) and
+    ``study.json`` (request, config, agents, per-file drop reports, per-slice episode counts
+    and skip reasons, timings, provenance). Returns the study.json content.
+
+    ``inputs``: the files already loaded by :func:`load_inputs` (else loaded here, all of
+    them before any computation).
 
     ``progress(done, total, label)`` is called after each unit of work.
     """
     from jaxhedge.backtest import SLICES
-    from jaxhedge.data import load_period
+    from jaxhedge.data.loader import shared_file
     from jaxhedge.report.paper import cost_risk_map, pnl_cdf_grid
     from jaxhedge.reproduce.summary import markdown, summary_markdown
     from jaxhedge.runinfo import atomic_write_json, atomic_write_text, run_metadata
@@ -227,6 +249,9 @@ def run_study(request: StudyRequest, config: StudyConfig, agents: dict, log=prin
     done = 0
     static_tables, hedging_rows, slices_info, timings = [], [], {}, {}
 
+    if inputs is None:
+        inputs = load_inputs(request)
+
     def tick(label):
         nonlocal done
         done += 1
@@ -234,7 +259,7 @@ def run_study(request: StudyRequest, config: StudyConfig, agents: dict, log=prin
             progress(done, n_units, label)
 
     for asset, period in combos:
-        pdata = load_period(request.data_dir, asset, period)
+        pdata = inputs[(asset, period)]
         tag = f"{asset} {period}"
         if "static" in request.parts:
             t0 = time.perf_counter()
@@ -275,10 +300,15 @@ def run_study(request: StudyRequest, config: StudyConfig, agents: dict, log=prin
         atomic_write_text(out / "hedging.md", f"# After-cost hedging (eps = {config.cost:g})\n\n"
                           + markdown(hedging, "{:.4g}") + "\n")
     atomic_write_text(out / "summary.md", summary_markdown(static, hedging))
+    atomic_write_text(out / "drops.csv", pd.DataFrame(
+        drop_rows({c: inputs[c] for c in combos}),
+        columns=["file", "reason", "count"]).to_csv(index=False))
     info = {"request": {k: (str(v) if isinstance(v, Path) else v)
                         for k, v in dataclasses.asdict(request).items()},
             "config": dataclasses.asdict(config),
             "agents": {m: str(a.run_dir) for m, a in agents.items()},
+            "drops": {shared_file(".", a, p).name: inputs[(a, p)].report.to_dict()
+                      for a, p in combos},
             "slices": slices_info, "timings_s": timings,
             "wall_s": time.perf_counter() - t_start, **run_metadata()}
     atomic_write_json(out / "study.json", info)

@@ -1,11 +1,18 @@
-"""Stress testing: named scenarios (a market plus a cost regime), the stress runner, and
-scenario-mixture (robust) training. See ``docs/stress.md``."""
-from jaxhedge.stress.contract import Contract, validate_contract
-from jaxhedge.stress.registry import all_scenarios, resolve_scenarios, scenario_names
-from jaxhedge.stress.scenarios import (SYNTHETIC, Calm, Crash, GapAtExpiry, LiquidityDrought,
-                                       RegimeSwitch, Scenario, ScenarioUnavailable, VolOfVol,
-                                       VolSpike)
+"""Stress testing: historical windows (data loading), the scenario registry, the stress runner
+and the ``jaxhedge stress`` command. See ``docs/stress.md``.
 
-__all__ = ["SYNTHETIC", "Calm", "Contract", "Crash", "GapAtExpiry", "LiquidityDrought",
-           "RegimeSwitch", "Scenario", "ScenarioUnavailable", "VolOfVol", "VolSpike",
-           "all_scenarios", "resolve_scenarios", "scenario_names", "validate_contract"]
+The synthetic scenario simulators live in :mod:`jaxhedge.markets.scenarios` and the scenario
+mixture of robust training in :mod:`jaxhedge.markets.mixture` (markets is the lowest layer);
+the names below are re-exported for convenience.
+"""
+from jaxhedge.contracts import Contract, validate_contract
+from jaxhedge.markets.scenarios import (SYNTHETIC, Calm, Crash, GapAtExpiry, LiquidityDrought,
+                                        RegimeSwitch, Scenario, ScenarioUnavailable, VolOfVol,
+                                        VolSpike)
+from jaxhedge.stress.historical import HistoricalWindow
+from jaxhedge.stress.registry import all_scenarios, resolve_scenarios, scenario_names
+
+__all__ = ["SYNTHETIC", "Calm", "Contract", "Crash", "GapAtExpiry", "HistoricalWindow",
+           "LiquidityDrought", "RegimeSwitch", "Scenario", "ScenarioUnavailable", "VolOfVol",
+           "VolSpike", "all_scenarios", "resolve_scenarios", "scenario_names",
+           "validate_contract"]

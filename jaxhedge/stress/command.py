@@ -7,19 +7,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jaxhedge.agents import hedger_names
 from jaxhedge.stress.registry import scenario_names
+from jaxhedge.validate import MAX_PATHS, MAX_STEPS
 
 
 def add_arguments(p, int_at_least, float_in) -> None:
     p.add_argument("--agents", nargs="+", required=True, metavar="A",
-                   help="classical hedgers (delta, ww, naked) and/or trained run directories")
+                   help=f"classical hedgers ({', '.join(hedger_names())}) and/or trained run "
+                        f"directories")
     p.add_argument("--scenarios", default="all",
                    help=f"'all' or a comma-separated list of: {', '.join(scenario_names())} "
                         f"(calm is always run: it is the reference)")
-    p.add_argument("--paths", type=int_at_least(2), default=20_000,
+    p.add_argument("--paths", type=int_at_least(2, MAX_PATHS), default=20_000,
                    help="paths per scenario (every agent hedges the same ones)")
     p.add_argument("--seed", type=int_at_least(0), default=0)
-    p.add_argument("--steps", type=int_at_least(1), default=None,
+    p.add_argument("--steps", type=int_at_least(1, MAX_STEPS), default=None,
                    help="rebalancing dates (default: the trained agents' contract, else 30)")
     p.add_argument("--risk-aversion", type=float_in(0, 1e9, lo_open=True), default=None,
                    help="Whalley-Wilmott lambda (default 100 / s0)")

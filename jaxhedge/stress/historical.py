@@ -28,7 +28,7 @@ import pandas as pd
 
 from jaxhedge.markets.historical import (HistoricalParams, load_chain_spot,
                                          simulate_block_bootstrap)
-from jaxhedge.stress.scenarios import Scenario, ScenarioUnavailable
+from jaxhedge.markets.scenarios import Scenario, ScenarioUnavailable
 
 TRADING_DAYS = 252
 SOURCES = ("spy_2020q1", "xop_2020q1", "sp500_2008")
@@ -59,8 +59,8 @@ def load_window(source: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _arch_sp500() -> pd.DataFrame:
-    """arch's bundled S&P 500 file, read directly: ``import arch`` pulls in statsmodels
-    (about 10 s) for a CSV that pandas reads in milliseconds."""
+    """arch's bundled S&P 500 file, read directly: ``import arch`` pulls in statsmodels,
+    slow to import, for a CSV that pandas reads directly (timing in docs/stress.md)."""
     spec = importlib.util.find_spec("arch")
     path = None
     if spec is not None and spec.submodule_search_locations:

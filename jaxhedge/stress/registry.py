@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 
 from jaxhedge.stress.historical import SOURCES, HistoricalWindow
-from jaxhedge.stress.scenarios import SYNTHETIC, Scenario
+from jaxhedge.markets.scenarios import SYNTHETIC, Scenario
 
 
 def all_scenarios() -> dict[str, Scenario]:
@@ -23,6 +23,11 @@ def resolve_scenarios(spec: str | list[str] | tuple[str, ...]) -> list[Scenario]
 
     ``calm`` is added when absent: every degradation ratio is taken against it. Unknown
     names raise ``ValueError("scenarios: unknown scenario 'x' (did you mean 'y'?) ...")``.
+
+    >>> [s.name for s in resolve_scenarios("crash, vol_spike")]
+    ['calm', 'crash', 'vol_spike']
+    >>> resolve_scenarios(["calm", "spy_2020q1"])[1].source
+    'spy_2020q1'
     """
     known = all_scenarios()
     names = spec.split(",") if isinstance(spec, str) else list(spec)

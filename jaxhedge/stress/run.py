@@ -13,6 +13,7 @@ otherwise), else :class:`Contract` defaults; ``n_steps`` overrides the number of
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 import zlib
@@ -21,15 +22,16 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxhedge import hedge, risk
+from jaxhedge import risk
+from jaxhedge.agents import build_hedger, hedger_names
 from jaxhedge.report import stress as report
 from jaxhedge.rollout import run_on_paths
 from jaxhedge.runinfo import atomic_write_json, atomic_write_text, run_metadata
-from jaxhedge.stress.contract import Contract, same_contract, validate_contract
+from jaxhedge.contracts import Contract, same_contract, validate_contract
 from jaxhedge.stress.registry import resolve_scenarios
-from jaxhedge.stress.scenarios import Scenario, ScenarioUnavailable
+from jaxhedge.markets.scenarios import Scenario, ScenarioUnavailable
+from jaxhedge.validate import prng_key
 
-CLASSICAL = ("delta", "ww", "naked")
 #: Paths hedged per compiled call (bounds memory for large runs).
 CHUNK_PATHS = 65_536
 METRICS = ("shortfall_prob", "es_5", "es_10", "mean_pnl", "std_pnl", "mean_cost", "turnover")
@@ -59,11 +61,13 @@ class StressResult:
 
 def scenario_key(seed: int, name: str):
     """The key a scenario's paths are drawn from (independent of the other scenarios)."""
-    return jax.random.fold_in(jax.random.PRNGKey(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
+    # all 64 bits of the seed (PRNGKey keeps 32 without x64); same key below 2**32
+    return jax.random.fold_in(prng_key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
 
 
 def scenario_paths(scenario: Scenario, contract: Contract, n_paths: int, seed: int):
     """The paths every agent faces in ``scenario`` (fields (n_paths, N+1))."""
+    validate_contract(contract)  # the scenarios (markets layer) check only themselves
     return scenario.paths(scenario_key(seed, scenario.name), contract, n_paths)
 
 
@@ -71,13 +75,15 @@ def load_agents(specs: list[str], member: int = 0) -> list[StressAgent]:
     """Classical names stay placeholders (built once the contract is known); run dirs load."""
     agents, seen = [], set()
     for spec in specs:
-        if spec in CLASSICAL:
+        if spec in hedger_names():
             agent = StressAgent(label=spec, source=spec)
         elif (Path(spec) / "checkpoints").is_dir():
             agent = _load_trained(Path(spec), member)
         else:
-            raise ValueError(f"agents: {spec!r} is neither a classical hedger "
-                             f"({', '.join(CLASSICAL)}) nor a trained run directory")
+            near = difflib.get_close_matches(spec, hedger_names(), n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise ValueError(f"agents: {spec!r} is neither a classical hedger{hint} "
+                             f"({', '.join(hedger_names())}) nor a trained run directory")
         label, k = agent.label, 2
         while agent.label in seen:  # two runs with the same directory name
             agent.label, k = f"{label}-{k}", k + 1
@@ -89,8 +95,7 @@ def load_agents(specs: list[str], member: int = 0) -> list[StressAgent]:
 
 
 def _load_trained(run_dir: Path, member: int) -> StressAgent:
-    from jaxhedge.evaluate import evaluation_setup
-    from jaxhedge.train import load_trained
+    from jaxhedge.runs import evaluation_setup, load_trained
 
     agent, hparams, state = load_trained(run_dir, member)
     env, params = evaluation_setup(agent, hparams, None)
@@ -121,14 +126,15 @@ def _short(c: Contract) -> str:
 
 
 def classical_hedger(name: str, contract: Contract, risk_aversion: float | None = None):
-    """BS delta / Whalley–Wilmott at the contract's sigma, or naked.
+    """A registered classical hedger built at the contract's sigma (BS delta, Whalley–Wilmott,
+    naked, ...).
 
-    The WW lambda defaults to ``100 / s0`` (lambda = 1 per unit of money at s0 = 100, the
-    project's default scale, so the band is the same relative to the contract's size).
+    The risk aversion (WW lambda) defaults to ``100 / s0`` (lambda = 1 per unit of money at
+    s0 = 100, the project's default scale, so the band is the same relative to the
+    contract's size).
     """
     lam = 100.0 / float(contract.s0) if risk_aversion is None else risk_aversion
-    h = hedge.make_hedger(name, contract.option, lam)
-    return h.replace(vol=float(contract.sigma)) if hasattr(h, "vol") else h
+    return build_hedger(name, contract.option, risk_aversion=lam, sigma=float(contract.sigma))
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
@@ -172,7 +178,9 @@ def run_stress(agent_specs: list[str], scenarios: str | list = "all", n_paths: i
     for a in agents:
         if a.hedger is None:
             a.hedger = classical_hedger(a.source, contract, risk_aversion)
-    for s in chosen:  # contract-dependent checks before any simulation
+    # the scenarios' contract-dependent checks before any simulation (common_contract has
+    # validated the contract itself)
+    for s in chosen:
         s.check(contract)
     rows, skipped, pnls, ran = [], {}, {}, []
     for s in chosen:

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from jaxhedge.config import ConfigError
+from jaxhedge.validate import check_output_dir
 
 __all__ = ["add_arguments", "run_command", "user_errors"]
 
@@ -35,7 +36,19 @@ def add_arguments(p, int_at_least) -> None:
     p.add_argument("--max-block", type=int_at_least(1), help="at most this many members per block")
     p.add_argument("--address", help="ray: cluster address (default: start a local Ray)")
     p.add_argument("--max-concurrent", type=int_at_least(1), help="ray: trials at once")
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="ray: GPUs per trial")
+    p.add_argument("--gpus-per-trial", type=_gpus, default=0.0,
+                   help="ray: GPUs per trial, in [0, 1024]")
+
+
+def _gpus(text: str) -> float:
+    import argparse
+
+    from jaxhedge.validate import check_range
+
+    try:
+        return check_range("value", text, 0, 1024)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).removeprefix("value: ")) from None
 
 
 def run_command(args) -> int:
@@ -53,6 +66,16 @@ def run_command(args) -> int:
         raise ConfigError(f"file: no such sweep file {args.file}")
     spec = load_sweep(args.file, args.overrides)
     out = args.out or Path("runs/sweeps") / spec.name
+    try:  # before any work: a file, a system path, a read-only place
+        check_output_dir("--out", out, ("plan.json",))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if args.resume and not args.collect and args.num_blocks is None \
+            and not (out / "plan.json").is_file():
+        from jaxhedge.sweep.local import SweepDirError
+
+        raise SweepDirError(f"--resume: no sweep at {out} (no plan.json); run without "
+                            f"--resume to start one")
     t0 = time.perf_counter()
     if args.plan_only:
         from jaxhedge.sweep.local import write_plan_only

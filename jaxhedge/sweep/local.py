@@ -86,7 +86,7 @@ class GroupRunner:
     """One group's compiled programs (init + one chunk program per chunk length)."""
 
     def __init__(self, spec: SweepSpec, group, block_size: int, mesh=None):
-        from jaxhedge.train.loop import make_member_block
+        from jaxhedge.train.loop import make_member_block, member_keys
 
         self.spec, self.group = spec, group
         self.agent, self.base_hp = group.job.build()
@@ -97,6 +97,8 @@ class GroupRunner:
         # least MIN_SHARE members (see blocks.MIN_SHARE: bitwise invariance)
         self.size = max(-(-block_size // n_dev), MIN_SHARE) * n_dev
         self.programs = {n: make_member_block(self.agent, n) for n in self._chunks()}
+        # the trainer's keys: seed index s of every config is the trainer's seed s
+        self.seed_keys = member_keys(spec.section.seed, spec.section.n_seeds)
         self.compiled: dict = {}
         self.compile_s = 0.0
 
@@ -137,9 +139,8 @@ class GroupRunner:
         info = self.members(block.start, block.stop) if info is None else info
         m = len(info["seed_index"])
         hp = pad_members(self.hparams(info["values"], m), self.size)
-        seed_idx = pad_members(info["seed_index"], self.size).astype(np.uint32)
-        base = jax.random.key(self.spec.section.seed)
-        keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.asarray(seed_idx))
+        seed_idx = pad_members(info["seed_index"], self.size)
+        keys = self.seed_keys[jnp.asarray(seed_idx)]
         keys, hp = shard_members_axis((keys, hp), self.mesh)
         init = self._compiled("init", self.programs[self.chunk].init, keys, hp)
         # pin every leaf to the member sharding: the compiled programs are reused
@@ -150,11 +151,16 @@ class GroupRunner:
         step, metrics = 0, {}
         for n in self._chunks():
             fn = self._compiled(n, self.programs[n].train_chunk, ts, hp)
+            ts_start = ts
             ts, summary = fn(ts, hp)
             ts = shard_members_axis(ts, self.mesh)
             summary = jax.device_get(summary)
             newly = finite & ~np.asarray(summary.finite)
-            first_bad[newly] = step + np.minimum(np.asarray(summary.first_bad)[newly], n - 1) + 1
+            if newly.any():  # the exact first bad update: replay the chunk, every step checked
+                locate = self._compiled(("locate", n), self.programs[n].locate, ts_start, hp)
+                summary = summary._replace(first_bad=np.asarray(
+                    jax.device_get(locate(ts_start, hp)[1].first_bad)))
+            first_bad[newly] = step + np.asarray(summary.first_bad)[newly] + 1  # 1-based
             finite &= np.asarray(summary.finite)
             metrics = summary.metrics
             step += n
@@ -186,7 +192,7 @@ _COMPILED: dict = {}
 def block_record(spec: SweepSpec, group, block: Block, info: dict, summary: dict, ts,
                  wall_s: float, compile_s: float) -> dict:
     """The JSON of a finished block: one entry per member (plain numbers, NaN -> null)."""
-    from jaxhedge.train.runner import params_sha256
+    from jaxhedge.codec import params_sha256
 
     rows = []
     for i in range(len(info["member"])):
@@ -218,7 +224,7 @@ def save_params(run_dir: Path, runner: GroupRunner, ts, hp) -> None:
     and ``jaxhedge eval --member j`` work on it)."""
     from jaxhedge.config import to_dict
     from jaxhedge.train.checkpoint import Checkpointer
-    from jaxhedge.train.runner import agent_spec
+    from jaxhedge.codec import agent_spec
 
     m = len(jax.tree.leaves(hp)[0])
     ts2 = jax.tree.map(lambda x: x[:, None], ts)

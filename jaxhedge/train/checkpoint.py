@@ -18,25 +18,46 @@ as ``jax.random.key_data`` and rewrapped with the recorded implementation.
 Atomicity is orbax's: a step is written to ``<step>.orbax-checkpoint-tmp-*`` and renamed
 to ``<step>`` only when complete, so a crash mid-save leaves the previous checkpoint as the
 latest readable one; leftover tmp dirs are ignored and removed when the manager opens.
+
+Damage after the fact (a truncated array file, garbage metadata, a missing item directory)
+is :class:`CorruptCheckpoint`; :func:`restore_newest` then falls back to the newest intact
+step with a :class:`CheckpointWarning` naming both steps. The agent is rebuilt from the
+metadata by :func:`jaxhedge.codec.build_agent` (registered classes only).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxhedge.train.loop import TrainState
+from jaxhedge.codec import build_agent
+from jaxhedge.train.loop import TrainState, make_members, member_keys, stack_hparams
 
-__all__ = ["Checkpointer", "CheckpointMismatch"]
+__all__ = ["Checkpointer", "CheckpointMismatch", "CorruptCheckpoint", "CheckpointWarning",
+           "Restored", "restore_newest"]
 
 _ITEMS = ("train", "hparams", "meta")
 
 
 class CheckpointMismatch(ValueError):
     """A checkpoint whose leaves do not fit the agent/hparams structure asked for."""
+
+
+class CorruptCheckpoint(ValueError):
+    """A checkpoint step whose files cannot be read back (the message names the file)."""
+
+
+class CheckpointWarning(UserWarning):
+    """The newest checkpoint was unreadable; an older intact one was used."""
+
+#: what orbax / tensorstore / json raise on damaged files (JSONDecodeError and
+#: UnicodeDecodeError are ValueErrors; a missing item directory is a KeyError)
+_READ_ERRORS = (ValueError, KeyError, OSError, TypeError)
+_META_KEYS = ("seed", "n_seeds", "n_hparam_sets", "key_impl", "train_leaves", "hparams_leaves")
 
 
 def _leaf_key(i: int) -> str:
@@ -86,12 +107,34 @@ class Checkpointer:
         self._manager.reload()
         return sorted(self._manager.all_steps())
 
+    def meta_path(self, step: int) -> Path:
+        """The JSON file holding step ``step``'s metadata (named in error messages)."""
+        return self.directory / str(step) / "meta" / "metadata"
+
     def read_meta(self, step: int | None = None) -> dict:
+        """Step ``step``'s metadata (default: the newest step).
+
+        Raises:
+          CorruptCheckpoint: the file is missing, not JSON, or lacks the trainer's keys.
+        """
         step = self.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"{self.directory}: no checkpoint")
-        return self._manager.restore(
-            step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        try:
+            meta = self._manager.restore(
+                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except _READ_ERRORS as err:
+            raise CorruptCheckpoint(f"{self.meta_path(step)}: unreadable checkpoint metadata "
+                                    f"({_first_line(err)})") from None
+        missing = [k for k in _META_KEYS if not isinstance(meta, dict) or k not in meta]
+        if missing:
+            raise CorruptCheckpoint(f"{self.meta_path(step)}: checkpoint metadata lacks "
+                                    f"{', '.join(missing)}")
+        return meta
+
+    def delete(self, step: int) -> None:
+        """Remove step ``step`` (used for unreadable steps newer than the one resumed)."""
+        self._manager.delete(step)
 
     # ------------------------------------------------------------------ save
     def save(self, train_state: TrainState, hparams: Any, meta: dict) -> int:
@@ -155,9 +198,13 @@ class Checkpointer:
             raise CheckpointMismatch(
                 f"{self.directory / str(step)}: checkpoint has {n_hp} hparams leaves, the "
                 f"agent's hparams have {hp_def.num_leaves}")
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            train=ocp.args.StandardRestore(abstract(have)),
-            hparams=ocp.args.StandardRestore(abstract(meta["hparams_leaves"]["spec"]))))
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                train=ocp.args.StandardRestore(abstract(have)),
+                hparams=ocp.args.StandardRestore(abstract(meta["hparams_leaves"]["spec"]))))
+        except _READ_ERRORS as err:
+            raise CorruptCheckpoint(f"{self.directory / str(step)}: unreadable checkpoint "
+                                    f"arrays ({_first_line(err)})") from None
         train = jax.tree.unflatten(train_def, [restored["train"][_leaf_key(i)]
                                                for i in range(len(have))])
         train = train.replace(key=jax.random.wrap_key_data(train.key, impl=meta["key_impl"]))
@@ -173,3 +220,78 @@ def _mismatch_message(where, want, have, paths) -> str:
     i = next(i for i, (a, b) in enumerate(zip(want, have)) if a != b)
     return (f"{where}: leaf {paths[i]} is {have[i][1]}{have[i][0]} in the checkpoint but "
             f"{want[i][1]}{want[i][0]} for this agent")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    line = text[0] if text else type(err).__name__
+    return line if len(line) <= 120 else line[:117] + "..."
+
+
+class Restored(NamedTuple):
+    """What :func:`restore_newest` returns: the step, the members' ``TrainState``
+    ``(H, S, ...)``, stacked hparams ``(H, ...)``, the metadata and the agent."""
+
+    step: int
+    train_state: TrainState
+    hparams: Any
+    meta: dict
+    agent: Any
+
+
+def restore_newest(ckpt: Checkpointer, agent=None, hparams=None, *,
+                   drop_corrupt: bool = False) -> Restored | None:
+    """The newest checkpoint that reads back intact, or None when there is none at all.
+
+    Args:
+      agent: the agent whose state to restore; None rebuilds it from the metadata
+        (:func:`jaxhedge.codec.build_agent`, registered classes only).
+      hparams: stacked hparams with the checkpoint's structure; None uses the agent's
+        ``default_hparams()`` (the values always come from the checkpoint).
+      drop_corrupt: delete the unreadable steps newer than the one restored (a resumed
+        run saves those steps again).
+
+    A damaged newest step is skipped with a :class:`CheckpointWarning` naming it and the
+    step used. Raises :class:`CorruptCheckpoint` (the newest step's, naming its file) when
+    no step is intact, :class:`CheckpointMismatch` for an intact step that does not fit
+    ``agent``, and :class:`jaxhedge.codec.SpecError` for an agent spec naming an
+    unregistered class.
+    """
+    bad: list[tuple[int, CorruptCheckpoint]] = []
+    for step in reversed(ckpt.all_steps()):
+        try:
+            restored = _restore_step(ckpt, step, agent, hparams)
+        except CorruptCheckpoint as err:
+            bad.append((step, err))
+            continue
+        if bad:
+            warnings.warn(f"checkpoint step {bad[0][0]:,} is unreadable ({bad[0][1]}); "
+                          f"using step {step:,}", CheckpointWarning, stacklevel=2)
+            if drop_corrupt:
+                for s, _ in bad:
+                    ckpt.delete(s)
+        return restored
+    if bad:
+        raise bad[0][1]
+    return None
+
+
+def _restore_step(ckpt: Checkpointer, step: int, agent, hparams) -> Restored:
+    meta = ckpt.read_meta(step)
+    if agent is None:
+        if meta.get("agent") is None:
+            raise CheckpointMismatch(f"{ckpt.meta_path(step)}: the agent was not recorded; "
+                                     f"pass agent=")
+        agent = build_agent(meta["agent"], source=ckpt.meta_path(step))
+    try:
+        n_sets, seed, n_seeds = (int(meta["n_hparam_sets"]), int(meta["seed"]),
+                                 int(meta["n_seeds"]))
+    except (TypeError, ValueError):
+        raise CorruptCheckpoint(f"{ckpt.meta_path(step)}: n_hparam_sets, seed and n_seeds "
+                                f"must be integers") from None
+    if hparams is None:
+        hparams = stack_hparams([agent.default_hparams()] * n_sets)
+    keys = member_keys(seed, n_seeds)
+    target = jax.eval_shape(make_members(agent, 1).init, keys, hparams)
+    train_state, hparams, meta = ckpt.restore(step, target, hparams)
+    return Restored(step, train_state, hparams, meta, agent)

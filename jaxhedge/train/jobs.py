@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from jaxhedge.agents.adaptive_qlbs import AdaptiveQLBSPreset
+from jaxhedge.agents.adaptive_qlbs import AdaptiveQLBS, AdaptiveQLBSHParams
 from jaxhedge.agents.deep_hedging import DeepHedging
 from jaxhedge.agents.qlbs import QLBSConfig, QLBSParams
-from jaxhedge.agents.rlop import RLOPPreset
+from jaxhedge.agents.rlop import RLOP, RLOPHParams
 from jaxhedge.config import TrainConfig, load_config
 from jaxhedge.ledger import CostModel
+from jaxhedge.markets import market_spec
+from jaxhedge.markets.mixture import ScenarioMixture, check_mixture
+from jaxhedge.validate import prng_key
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -24,7 +27,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 @dataclasses.dataclass(frozen=True)
 class ContractSection:
     """Market and contract numbers; the market's other parameters are the built-in ones
-    of :func:`jaxhedge.hedge.default_market`. ``strike = 0`` means at the money (= s0)."""
+    of the market's ``MarketSpec.default_params``. ``strike = 0`` means at the money (= s0)."""
 
     s0: float = 100.0
     strike: float = 0.0
@@ -45,7 +48,7 @@ class ContractSection:
 
 @dataclasses.dataclass(frozen=True)
 class MixtureSection:
-    """``[mixture]``: train on a stress-scenario mixture (:mod:`jaxhedge.stress.mixture`)
+    """``[mixture]``: train on a stress-scenario mixture (:mod:`jaxhedge.markets.mixture`)
     instead of the contract's market. Empty ``scenarios`` (the default) = plain training."""
 
     scenarios: tuple[str, ...] = ()
@@ -54,8 +57,6 @@ class MixtureSection:
 
     def __post_init__(self):
         if self.scenarios:
-            from jaxhedge.stress.mixture import check_mixture
-
             try:
                 check_mixture(self.scenarios, self.calm_weight, self.max_severity)
             except ValueError as err:  # the config loader prefixes the section name
@@ -74,23 +75,43 @@ class DeepHedgingJob:
     mixture: MixtureSection = MixtureSection()
 
     def build(self):
-        from jaxhedge.hedge import default_market
 
         c = self.contract
         agent = self.agent
         if self.mixture.scenarios:
-            from jaxhedge.stress.mixture import RobustDeepHedging
-
-            fields = {f.name: getattr(agent, f.name) for f in dataclasses.fields(agent)
-                      if f.init and f.name != "name"}
-            agent = RobustDeepHedging(**fields, mixture=self.mixture.scenarios,
-                                      calm_weight=self.mixture.calm_weight,
-                                      max_severity=self.mixture.max_severity)
+            m = self.mixture
+            # the name is the one robust runs always had (run.json's agent_name)
+            agent = dataclasses.replace(
+                agent, name="deep_hedging_robust",
+                path_sampler=ScenarioMixture(m.scenarios, m.calm_weight, m.max_severity))
         hparams = agent.default_hparams(
-            default_market(agent.env.market, s0=c.s0, mu=c.mu, sigma=c.sigma),
+            market_spec(agent.env.market).default_params(c.s0, c.mu, c.sigma),
             strike=c.strike or c.s0, maturity=c.maturity, rate=c.rate,
             costs=CostModel(proportional=c.cost))
         return agent, hparams
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptiveQLBSJob:
+    """``[agent]`` is :class:`~jaxhedge.agents.adaptive_qlbs.AdaptiveQLBS` (static settings);
+    ``[hparams]`` its :class:`~jaxhedge.agents.adaptive_qlbs.AdaptiveQLBSHParams`
+    (``learning_rate``, ``risk_aversion``) with the training distribution in
+    ``[hparams.contracts]`` (:class:`jaxhedge.contracts.ContractDistribution`; a key missing
+    there takes that class's default, so the presets list every field); ``[train]``.
+    Presets: ``experiments/adaptive_qlbs/{paper,smoke}.toml``."""
+
+    agent: AdaptiveQLBS = AdaptiveQLBS()
+    hparams: AdaptiveQLBSHParams = AdaptiveQLBSHParams()
+    train: TrainConfig = TrainConfig()
+
+    def __post_init__(self):
+        try:
+            self.hparams.contracts.validate()
+        except ValueError as err:  # "contracts.x: ..." -> "hparams.contracts.x: ..."
+            raise ValueError(f"hparams.{err}") from None
+
+    def build(self) -> tuple[AdaptiveQLBS, AdaptiveQLBSHParams]:
+        return self.agent, self.hparams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +130,27 @@ class QLBSJob:
     train: QLBSSeeds = QLBSSeeds()
 
 
-JOBS = {"deep-hedging": DeepHedgingJob, "rlop": RLOPPreset, "adaptive-qlbs": AdaptiveQLBSPreset,
+@dataclasses.dataclass(frozen=True)
+class RLOPJob:
+    """``jaxhedge train --agent rlop``: ``[agent]`` the :class:`~jaxhedge.agents.rlop.RLOP`
+    fields, ``[hparams]`` the learning rates, ``[hparams.contracts]`` the training
+    distribution (:class:`~jaxhedge.contracts.ContractDistribution` fields), ``[train]``."""
+
+    agent: RLOP = RLOP()
+    hparams: RLOPHParams = RLOPHParams()
+    train: TrainConfig = TrainConfig()
+
+    def __post_init__(self):
+        try:
+            self.hparams.contracts.validate()
+        except ValueError as err:  # the config loader reports it as one line
+            raise ValueError(f"hparams.{err}") from None
+
+    def build(self) -> tuple[RLOP, RLOPHParams]:
+        return self.agent, self.hparams
+
+
+JOBS = {"deep-hedging": DeepHedgingJob, "rlop": RLOPJob, "adaptive-qlbs": AdaptiveQLBSJob,
         "qlbs": QLBSJob}
 
 
@@ -147,7 +188,7 @@ def run_qlbs(job, run_dir: str | Path) -> dict:
     from jaxhedge.config import to_dict
     from jaxhedge.runinfo import atomic_write_json, run_metadata
 
-    base = jax.random.PRNGKey(job.train.seed)
+    base = prng_key(job.train.seed)  # all 64 bits of the seed
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(base, np.arange(job.train.n_seeds))
     t0 = time.perf_counter()
     compiled = qlbs_price_multi.lower(keys, job.config, job.params).compile()

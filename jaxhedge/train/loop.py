@@ -11,12 +11,15 @@ leaf of a members' ``TrainState`` has leading shape ``(H, S)`` and every hparams
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+
+from jaxhedge.validate import prng_key
 
 __all__ = ["TrainState", "Train", "Members", "make_train", "make_members", "make_member_block",
            "member_keys", "stack_hparams", "all_finite", "strong_types", "ChunkSummary"]
@@ -56,11 +59,17 @@ class Members(NamedTuple):
 
     init(keys[S], hparams[H]) -> TrainState[H, S]
     train_chunk(train_state[H, S], hparams[H]) -> (train_state[H, S], ChunkSummary[H, S])
+    locate(train_state[H, S], hparams[H]) -> (train_state[H, S], ChunkSummary[H, S]): the
+      same chunk, with every update's agent state checked; its ``first_bad`` is exact.
+      Only run on a chunk that ``train_chunk`` reported non-finite (the host keeps the
+      chunk's start state, and the steps' keys depend on the global step only, so the
+      replay retraces the same updates).
     """
 
     init: Callable
     train_chunk: Callable
     n_steps_per_chunk: int
+    locate: Callable | None = None
 
 
 class ChunkSummary(NamedTuple):
@@ -69,9 +78,12 @@ class ChunkSummary(NamedTuple):
     Attributes:
       metrics: dict of ``(H, S)`` means over the chunk's updates.
       finite: bool ``(H, S)``: every loss of the chunk and every inexact leaf of the
-        agent state after it are finite.
-      first_bad: int32 ``(H, S)``: index within the chunk of the first non-finite loss
-        (``n_steps_per_chunk`` when all losses are finite).
+        agent state after every update are finite.
+      first_bad: int32 ``(H, S)``: index within the chunk of the first update whose loss
+        is non-finite (from ``locate``: whose loss or resulting agent state is), and
+        ``n_steps_per_chunk`` when there is none. ``train_chunk`` checks the agent state
+        at the chunk's end only (checking every update's parameters costs a reduction over
+        all of them per update, about a third of a small sweep's throughput).
     """
 
     metrics: dict
@@ -95,15 +107,25 @@ def make_train(agent, n_steps_per_chunk: int) -> Train:
                           step=jnp.zeros((), jnp.int32))
 
     def train_chunk(train_state: TrainState, hparams):
-        def body(ts: TrainState, _):
-            # the step's key depends on the global step only, not on chunking
-            key = jax.random.fold_in(ts.key, ts.step)
-            agent_state, metrics = agent.update(key, ts.agent_state, hparams)
-            return ts.replace(agent_state=agent_state, step=ts.step + 1), metrics
-
-        return jax.lax.scan(body, train_state, None, length=n)
+        return jax.lax.scan(_update_body(agent, hparams, False), train_state, None, length=n)
 
     return Train(init, train_chunk, n)
+
+
+def _update_body(agent, hparams, flag: bool):
+    """The scan body: one update at the global step; with ``flag`` it also emits, per
+    update, whether that update's loss and the agent state after it are finite (so the
+    first bad update is found inside a chunk, not at its end)."""
+    def body(ts: TrainState, _):
+        # the step's key depends on the global step only, not on chunking
+        key = jax.random.fold_in(ts.key, ts.step)
+        agent_state, metrics = agent.update(key, ts.agent_state, hparams)
+        ts = ts.replace(agent_state=agent_state, step=ts.step + 1)
+        if not flag:
+            return ts, metrics
+        ok = jnp.all(jnp.isfinite(metrics["loss"])) & all_finite(agent_state)
+        return ts, (metrics, ok)
+    return body
 
 
 def strong_types(tree):
@@ -126,14 +148,23 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
 
 
-def _summarise(train_chunk, n):
-    """train_chunk plus the cheap per-member reductions the host loop needs."""
+def _summarise(agent, n, exact: bool = False):
+    """One chunk of updates plus the cheap per-member reductions the host loop needs.
+
+    The fast path (``exact=False``) checks each update's loss and the agent state at the
+    chunk's end; ``exact=True`` checks the agent state after every update as well.
+    """
 
     def chunk_and_summary(ts, hparams):
-        ts, metrics = train_chunk(ts, hparams)
-        loss_ok = jnp.isfinite(metrics["loss"])
-        finite = jnp.all(loss_ok) & all_finite(ts.agent_state)
-        first_bad = jnp.where(jnp.all(loss_ok), n, jnp.argmin(loss_ok)).astype(jnp.int32)
+        if exact:
+            ts, (metrics, ok) = jax.lax.scan(_update_body(agent, hparams, True), ts, None,
+                                             length=n)
+            finite = jnp.all(ok)
+        else:
+            ts, metrics = jax.lax.scan(_update_body(agent, hparams, False), ts, None, length=n)
+            ok = jnp.isfinite(metrics["loss"])
+            finite = jnp.all(ok) & all_finite(ts.agent_state)
+        first_bad = jnp.where(jnp.all(ok), n, jnp.argmin(ok)).astype(jnp.int32)
         means = {k: jnp.mean(v, axis=0) for k, v in metrics.items()}
         return ts, ChunkSummary(means, finite, first_bad)
 
@@ -148,9 +179,11 @@ def make_members(agent, n_steps_per_chunk: int) -> Members:
     """
     single = make_train(agent, n_steps_per_chunk)
     init = jax.vmap(jax.vmap(single.init, in_axes=(0, None)), in_axes=(None, 0))
-    chunk = _summarise(single.train_chunk, single.n_steps_per_chunk)
-    chunk = jax.vmap(jax.vmap(chunk, in_axes=(0, None)), in_axes=(0, 0))
-    return Members(jax.jit(init), jax.jit(chunk), single.n_steps_per_chunk)
+    members = lambda fn: jax.jit(jax.vmap(jax.vmap(fn, in_axes=(0, None)),  # noqa: E731
+                                          in_axes=(0, 0)))
+    n = single.n_steps_per_chunk
+    return Members(jax.jit(init), members(_summarise(agent, n)), n,
+                   members(_summarise(agent, n, exact=True)))
 
 
 def make_member_block(agent, n_steps_per_chunk: int) -> Members:
@@ -161,9 +194,9 @@ def make_member_block(agent, n_steps_per_chunk: int) -> Members:
     cut its members into blocks of any size (member m computes what ``make_train`` does).
     """
     single = make_train(agent, n_steps_per_chunk)
-    chunk = _summarise(single.train_chunk, single.n_steps_per_chunk)
-    return Members(jax.jit(jax.vmap(single.init)), jax.jit(jax.vmap(chunk)),
-                   single.n_steps_per_chunk)
+    n = single.n_steps_per_chunk
+    return Members(jax.jit(jax.vmap(single.init)), jax.jit(jax.vmap(_summarise(agent, n))), n,
+                   jax.jit(jax.vmap(_summarise(agent, n, exact=True))))
 
 
 def member_keys(seed: int, n_seeds: int) -> jax.Array:
@@ -172,7 +205,8 @@ def member_keys(seed: int, n_seeds: int) -> jax.Array:
     ``fold_in`` (not ``split``) so that seed s is the same member whatever ``n_seeds`` is,
     and every hparam set sees the same S keys (common random numbers across the sweep).
     """
-    base = jax.random.key(seed)
+    # all 64 bits of the seed (jax.random.key keeps 32 without x64); same key below 2**32
+    base = jax.random.wrap_key_data(prng_key(seed))
     return jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(n_seeds, dtype=jnp.uint32))
 
 
@@ -207,3 +241,27 @@ def shard_members(train_state: TrainState, hparams):
     member_spec = NamedSharding(mesh, P("members") if by_h else P(None, "members"))
     hp_spec = NamedSharding(mesh, P("members") if by_h else P())
     return (jax.device_put(train_state, member_spec), jax.device_put(hparams, hp_spec))
+
+
+def fit(agent, hparams, key, n_updates: int):
+    """Train one member: ``init`` then ``n_updates`` updates in one ``lax.scan``
+    (:func:`make_train`), compiled once per ``(agent, n_updates)`` (the agent is hashable;
+    new hparams or keys of the same structure reuse the program).
+
+    Returns ``(agent_state, metrics)``, each metric stacked over updates, shape
+    ``(n_updates,)``. For notebooks and tests; runs with checkpoints go through
+    :mod:`jaxhedge.train.runner`.
+    """
+    return _compiled_fit(agent, int(n_updates))(key, hparams)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_fit(agent, n_updates: int):
+    train = make_train(agent, n_updates)
+
+    @jax.jit
+    def run(key, hparams):
+        ts, metrics = train.train_chunk(train.init(key, hparams), hparams)
+        return ts.agent_state, metrics
+
+    return run

@@ -7,8 +7,9 @@ deterministic given the key, compiles in well under a second, and has one test h
 ``hparams.nan_at_step`` (>= 0) poisons the loss at that update (0-based agent step), so
 the gradient and then the parameters become NaN -- used to test non-finite detection.
 
-It lives in the package (rather than tests/) so that a fresh process can rebuild it from a
-checkpoint's agent spec (``jaxhedge.train.toy:ToyAgent``) when testing resume.
+It lives in the package (rather than tests/) and registers itself with
+:func:`jaxhedge.codec.register_class` (``jaxhedge.train`` imports it), so that a fresh
+process can rebuild it from a checkpoint's agent spec when testing resume.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+
+from jaxhedge.codec import register_class
+from jaxhedge.contracts import Contract
 
 __all__ = ["ToyAgent", "ToyHParams", "ToyState", "ToyHedger"]
 
@@ -53,6 +57,7 @@ class ToyHedger:
         return jnp.clip(phi @ self.params["w"] + self.params["b"], 0.0, 1.0)
 
 
+@register_class  # so build_agent may rebuild it from a run directory
 @dataclasses.dataclass(frozen=True)
 class ToyAgent:
     """Least-squares fit of the BS call delta (static config: batch size)."""
@@ -93,6 +98,24 @@ class ToyAgent:
     def hedger(self, state: ToyState, hparams=None) -> ToyHedger:
         return ToyHedger(state.params)
 
-    def price(self, state: ToyState, hparams, obs=None):
-        """A stand-in "price" (the fitted intercept) so the trainer's price hook is tested."""
-        return state.params["b"]
+    def evaluation_contract(self, hparams=None) -> Contract:
+        """An at-the-money call in the middle of the fitted range (half a year, vol 0.3)."""
+        return Contract(s0=100.0, strike=100.0, maturity=0.5, sigma=0.3, mu=0.0, rate=0.0,
+                        cost=0.0, n_steps=20)
+
+    def price(self, state: ToyState, hparams, contract: Contract):
+        """The call price implied by the fitted delta: ``C(S0) = integral of delta_hat(x)
+        dx`` from ``K exp(-4 sd)`` (where a call is worth ~0) to ``S0``, at ``r = q = 0``
+        (what the toy fits); a put by parity. Trapezoid on 129 nodes; the contract's
+        numeric leaves may be batched (the price has their broadcast shape)."""
+        s0, k, tau, vol = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.result_type(float)) for x in
+                                                 (contract.s0, contract.strike,
+                                                  contract.maturity, contract.sigma)))
+        lo = k * jnp.exp(-4.0 * vol * jnp.sqrt(tau))
+        u = jnp.linspace(0.0, 1.0, 129)
+        x = lo[..., None] + (s0 - lo)[..., None] * u  # (..., 129), may run downwards
+        phi = _features(jnp.log(x / k[..., None]), jnp.broadcast_to(tau[..., None], x.shape),
+                        jnp.broadcast_to(vol[..., None], x.shape))
+        delta = jnp.clip(phi @ state.params["w"] + state.params["b"], 0.0, 1.0)
+        call = jnp.trapezoid(delta, x, axis=-1)
+        return call if contract.option == "call" else call - s0 + k

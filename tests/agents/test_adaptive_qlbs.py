@@ -1,7 +1,7 @@
 """Adaptive-QLBS (METHODS §4.2): the reward formula against an independent numpy computation,
 a pure/jittable/scannable/deterministic update with no Python loop over steps or
 continuations, robustness (finite everything) on the paper's contract distribution, the
-price head, the presets, and Proposition 1 (price non-decreasing in lambda).
+price head, the TOML presets, and Proposition 1 (price non-decreasing in lambda).
 """
 import functools
 import pathlib
@@ -12,17 +12,27 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
-from jaxhedge.agents.adaptive_qlbs import (PRESETS, AdaptiveQLBS, load_preset,
-                                           make_contracts, portfolio_values, presets,
-                                           step_reward)
+from jaxhedge import ledger
+from jaxhedge.agents.adaptive_qlbs import (PAPER_CONTRACTS, AdaptiveQLBS, contract_batch,
+                                           portfolio_values, step_reward)
 from jaxhedge.agents.latent_vol import LatentVolPolicy
+from jaxhedge.contracts import Contract
 from jaxhedge.env import EnvConfig, HedgingEnv, Observation
 from jaxhedge.markets import GBMParams
 from jaxhedge.pricing import bs_price
 from jaxhedge.rollout import rollout
+from jaxhedge.train.jobs import AdaptiveQLBSJob, load_job
 
 PRESET_DIR = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "adaptive_qlbs"
+
+
+def with_contracts(hp, **kw):
+    """``hp`` with ``learning_rate``/``risk_aversion`` and any ``hp.contracts`` fields replaced."""
+    top = {k: kw.pop(k) for k in ("learning_rate", "risk_aversion") if k in kw}
+    return hp.replace(contracts=hp.contracts.replace(**kw), **top)
 
 
 def tiny(**kw):
@@ -30,7 +40,7 @@ def tiny(**kw):
                 layers_per_block=1, baseline_width=8)
     base.update(kw)
     agent = AdaptiveQLBS(**base)
-    _, paper_hp = AdaptiveQLBS.preset("paper")
+    paper_hp = load_job("adaptive-qlbs", "paper").hparams
     return agent, paper_hp.replace(learning_rate=1e-3)
 
 
@@ -101,6 +111,73 @@ def test_portfolio_values_random_batch(x64):
         np.testing.assert_allclose(np.asarray(got), pi, rtol=1e-12)
 
 
+def _random_tape(seed, n, t_frac):
+    """Random continuations (E envs x RS paths x N+1 dates), hedges (with some zero trades),
+    per-env strikes and eps, a rate and dt (gamma = e^{-r dt}) and a date t."""
+    rng = np.random.default_rng(seed)
+    e, rs = 3, 5
+    s0 = rng.uniform(0.3, 1.7, (e, 1, 1))
+    spots = s0 * np.exp(np.cumsum(rng.normal(0, 0.15, (e, rs, n + 1)), -1))
+    hedges = rng.uniform(-0.5, 1.5, (e, rs, n))
+    hedges[:, 0, 1:] = hedges[:, 0, :-1]  # zero trades on one path per env
+    strike = rng.uniform(0.3, 1.7, e)
+    eps = rng.uniform(0.0, 0.05, e)
+    rate, dt = rng.uniform(-0.1, 0.2), rng.uniform(1 / 252, 0.25)
+    t = min(int(t_frac * n), n - 1)
+    return spots, hedges, strike, eps, rate, dt, t
+
+
+def _ledger_pi(spots, hedges, strike, eps, rate, dt, t, is_call):
+    """Pi_t from ``ledger.replay`` alone: the ledger from date t (METHODS §4.2 conventions:
+    no entry cost, unwind charged) is affine in the premium p with slope e^{r (N-t) dt}, so
+    the premium that replicates h(S_N) exactly is ``-gamma^{N-t} pnl(p = 0)``. Also returns
+    the ledger's value one step later started from that premium, V_{t+1} (values[..., 1])."""
+    n = hedges.shape[-1]
+    tape = lambda p: _replay_from_t(spots[..., t:], hedges[..., t:], p, strike[:, None],
+                                    eps[:, None], rate, dt, is_call)
+    pi = -np.exp(-rate * dt * (n - t)) * np.asarray(tape(np.zeros(spots.shape[:-1])).pnl)
+    funded = tape(pi)
+    return pi, np.asarray(funded.pnl), np.asarray(funded.values[..., 1])
+
+
+@functools.partial(jax.jit, static_argnames="is_call")
+def _replay_from_t(spots, hedges, premium, strike, eps, rate, dt, is_call):
+    # jitted with the numbers as arguments so each tape shape compiles once
+    params = ledger.LedgerParams(costs=ledger.CostModel(proportional=eps), rate=rate, dt=dt,
+                                 charge_entry=False, charge_unwind=True)
+    return ledger.replay(spots, hedges, premium, strike, params, is_call)
+
+
+# jitted (t traced, as in training) so each tape shape compiles once
+_jit_pi = jax.jit(portfolio_values, static_argnames="is_call")
+_jit_reward = jax.jit(step_reward, static_argnames=("is_call", "step_penalty_dt"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=hst.integers(0, 2**32 - 1), n=hst.integers(1, 5), t_frac=hst.floats(0, 1),
+       is_call=hst.booleans(), lam=hst.floats(0, 5), use_dt=hst.booleans())
+def test_closed_form_is_the_ledger(seed, n, t_frac, is_call, lam, use_dt):
+    """The closed-form ``portfolio_values`` (kept for speed) and ``step_reward`` against
+    :func:`jaxhedge.ledger.replay` on random tapes (float64): Pi_t is the premium at which the
+    ledger's terminal P&L is 0, and the reward's Pi_{t+1} is the ledger's value at t+1."""
+    with jax.enable_x64(True):
+        spots, hedges, strike, eps, rate, dt, t = _random_tape(seed, n, t_frac)
+        gamma = np.exp(-rate * dt)
+        pi_ref, pnl_funded, v_next = _ledger_pi(spots, hedges, strike, eps, rate, dt, t,
+                                                is_call)
+        scale = np.abs(spots).max()
+        np.testing.assert_allclose(pnl_funded, 0.0, atol=1e-12 * scale)
+        got = _jit_pi(spots, hedges, strike[:, None], eps[:, None], gamma, t, is_call)
+        assert got.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(got), pi_ref, rtol=1e-12, atol=1e-12 * scale)
+        # the reward from ledger quantities (at t = N-1 values[..., 1] is after the unwind,
+        # but its weight 1 - (t+1)/N is 0 there)
+        want = (gamma * (1 - (t + 1) / n) * v_next.mean(-1) - (1 - t / n) * pi_ref.mean(-1)
+                - lam * pi_ref.std(-1, ddof=1) * (dt if use_dt else 1.0))
+        r = _jit_reward(spots, hedges, strike, eps, gamma, t, lam, dt, is_call, use_dt)
+        np.testing.assert_allclose(np.asarray(r), want, rtol=1e-10, atol=1e-12 * scale)
+
+
 def test_rao_blackwellised_gain_is_conditional_expectation(x64):
     """``growth`` replaces each gain u_s (gamma S_{s+1} - S_s) by u_s S_s (gamma m - 1): the
     formula on a hand case, and the same mean as the sampled version over many GBM
@@ -147,11 +224,11 @@ def test_feature_norm_standardises_training_inputs():
     policy's standardised sigma, tau and log-moneyness features have mean ~0 and std ~1;
     without it (RLOP's default) the policy reads the raw features."""
     agent, hp = tiny(n_envs=256, standardize_features=True)
-    hp = hp.replace(mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9, strike_hi=1.1,
-                    s0_lo=0.95, s0_hi=1.05, cost_hi=0.0)
+    hp = with_contracts(hp, mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9,
+                        strike_hi=1.1, s0_lo=0.95, s0_hi=1.05, cost_hi=0.0)
     st = agent.init(jax.random.key(0), hp)
     assert st.feature_norm is not None
-    c = agent.sample_contracts(jax.random.key(1), hp)
+    c = hp.contracts.sample(jax.random.key(1), agent.n_envs)
     ep = agent.episode(jax.random.key(2), st.params["policy"], st, hp, c)
     t = jnp.arange(agent.n_steps)
     obs = agent._obs(ep["spot"], t[None, :], jax.tree.map(lambda x: x[:, None], c), hp,
@@ -187,10 +264,10 @@ def test_rollout_reward_is_step_reward_on_its_continuations():
     for any hedge, std = 0, and r_t = (1 - (t+1)/N) h - (1 - t/N) h = -h/N.
     """
     agent, hp = tiny()
-    hp = hp.replace(mu_std=0.0, sigma_lo=1e-6, sigma_hi=2e-6, cost_hi=0.0,
-                    s0_lo=1.2, s0_hi=1.2, strike_lo=1.0, strike_hi=1.0)
+    hp = with_contracts(hp, mu_std=0.0, sigma_lo=1e-6, sigma_hi=2e-6, cost_hi=0.0,
+                        s0_lo=1.2, s0_hi=1.2, strike_lo=1.0, strike_hi=1.0)
     st = agent.init(jax.random.key(0), hp)
-    c = agent.sample_contracts(jax.random.key(1), hp)
+    c = hp.contracts.sample(jax.random.key(1), agent.n_envs)
     ep = jax.jit(lambda k, p: agent.episode(k, p, st, hp, c))(jax.random.key(2),
                                                                st.params["policy"])
     assert ep["reward"].shape == (agent.n_envs, agent.n_steps)
@@ -202,14 +279,15 @@ def test_continuations_fix_u_t_then_follow_policy_mean():
     hedges; rebuild them independently (u_t from the episode, then the policy mean with the
     previous hedge as position) and recompute r_t in numpy."""
     agent, hp = tiny(n_envs=6)
-    hp = hp.replace(mu_std=0.0, sigma_lo=1e-6, sigma_hi=2e-6, cost_lo=0.05, cost_hi=0.05,
-                    s0_lo=0.8, s0_hi=1.2, strike_lo=1.0, strike_hi=1.0, rate=0.05)
+    hp = with_contracts(hp, mu_std=0.0, sigma_lo=1e-6, sigma_hi=2e-6, cost_lo=0.05,
+                        cost_hi=0.05, s0_lo=0.8, s0_hi=1.2, strike_lo=1.0, strike_hi=1.0,
+                        rate=0.05)
     st = agent.init(jax.random.key(0), hp)
-    c = agent.sample_contracts(jax.random.key(1), hp)
+    c = hp.contracts.sample(jax.random.key(1), agent.n_envs)
     ep = jax.jit(lambda k, p: agent.episode(k, p, st, hp, c))(jax.random.key(2),
                                                                st.params["policy"])
     hedger = agent.hedger(st, hp)
-    n, dt = agent.n_steps, float(hp.dt)
+    n, dt = agent.n_steps, float(hp.contracts.dt)
     gamma = np.exp(-0.05 * dt)
     for e in range(agent.n_envs):
         spot = float(ep["spot"][e, 0])
@@ -308,8 +386,8 @@ def _finite_sweep(agent, hp, seeds, n_updates):
 def test_paper_distribution_finite_seeds_0_19():
     """Paper preset networks and contract distribution (sigma down to 0.01, K/S0 in
     [0.3, 1.7], mu ~ N(0, 1)), reduced n_envs/RS; also 10x the paper learning rate."""
-    agent, hp = AdaptiveQLBS.preset("paper")
-    agent = AdaptiveQLBS(**{**PRESETS["paper"][0], "n_envs": 64, "n_continuations": 16})
+    agent, hp = load_job("adaptive-qlbs", "paper",
+                         overrides=["agent.n_envs=64", "agent.n_continuations=16"]).build()
     for lr in (1e-4, 1e-3):
         fm, fp, loss = _finite_sweep(agent, hp.replace(learning_rate=lr), jnp.arange(20), 3)
         assert bool(jnp.all(fm)) and bool(jnp.all(fp)), (lr, np.asarray(loss))
@@ -319,8 +397,8 @@ def test_extreme_contracts_finite():
     """The corners the reference diverged on: sigma = 0.01, K/S0 = 0.3/1.7 and 1.7/0.3."""
     agent, hp = tiny()
     for s0, k in ((1.7, 0.3), (0.3, 1.7), (1.0, 1.0)):
-        h = hp.replace(sigma_lo=0.01, sigma_hi=0.0100001, s0_lo=s0, s0_hi=s0, strike_lo=k,
-                       strike_hi=k, mu_std=3.0)
+        h = with_contracts(hp, sigma_lo=0.01, sigma_hi=0.0100001, s0_lo=s0, s0_hi=s0,
+                           strike_lo=k, strike_hi=k, mu_std=3.0)
         fm, fp, _ = _finite_sweep(agent, h.replace(learning_rate=1e-2), jnp.arange(4), 3)
         assert bool(jnp.all(fm)) and bool(jnp.all(fp)), (s0, k)
 
@@ -332,7 +410,7 @@ def test_paper_preset_finite_seeds_0_99_full_size():
     ~9 s per update per seed on 2 CPU cores, i.e. ~30 min: run it on a GPU. Seeds are
     vmapped in groups of 4 (lax.map with batch_size) to bound memory.
     """
-    agent, hp = AdaptiveQLBS.preset("paper")
+    agent, hp = load_job("adaptive-qlbs", "paper").build()
 
     def one(seed):
         fm, fp, _ = _finite_sweep.__wrapped__(agent, hp, seed[None], 2)
@@ -352,20 +430,56 @@ def obs_grid(spot, strike, sigma, tau=28 / 252):
                        cost_multiplier=f(1.0), position=f(0.0))
 
 
-def test_price_head_is_bs_at_policy_mean_and_scale_free():
+def contract_grid(s0, strike, sigma, tau=28 / 252, n_steps=4, **kw):
+    """A batched Contract (numeric leaves broadcast to one grid), cost 0 unless given."""
+    s0, strike, sigma = np.broadcast_arrays(*(np.asarray(x, np.float32)
+                                              for x in (s0, strike, sigma)))
+    return Contract(s0=s0, strike=strike, maturity=tau, sigma=sigma, cost=kw.pop("cost", 0.0),
+                    n_steps=n_steps, **kw)
+
+
+def test_price_head_is_bs_at_policy_mean_in_strike_units():
+    """price(state, hp, contract) = K C_BS(S/K, 1, T, r; sigma_hat) with sigma_hat the policy
+    mean read in strike units (as in training); batched leaves; money units scale with (S, K)."""
     agent, hp = tiny()
     st = agent.init(jax.random.key(0), hp)
-    obs = obs_grid(np.array([[0.9], [1.0], [1.2]]), np.array([0.8, 1.0, 1.1, 1.5]), 0.25)
-    p = agent.price(st, hp, obs)
+    spot, strike = np.array([[0.9], [1.0], [1.2]]), np.array([0.8, 1.0, 1.1, 1.5])
+    c = contract_grid(spot, strike, 0.25, rate=0.03, mu=0.1, cost=0.004)
+    p = agent.price(st, hp, c)
     assert p.shape == (3, 4)
+    obs = obs_grid(spot / strike, 1.0, 0.25)
+    obs = obs.replace(rate=obs.rate + 0.03, drift=obs.drift + 0.1, cost=obs.cost + 0.004)
     iv = agent.implied_vol(st, obs)
-    np.testing.assert_allclose(np.asarray(p),
-                               np.asarray(bs_price(obs.spot, obs.strike, obs.time_to_maturity,
-                                                   0.0, iv)), rtol=1e-6)
-    # money units: scaling S and K by 100 scales the price by 100
-    big = obs.replace(spot=obs.spot * 100, strike=obs.strike * 100)
+    want = strike * np.asarray(bs_price(spot / strike, 1.0, 28 / 252, 0.03, iv))
+    np.testing.assert_allclose(np.asarray(p), want, rtol=1e-5)
+    # the policy sees scale-free inputs: a 100x contract is priced 100x (to float32 rounding)
+    big = c.replace(s0=c.s0 * 100, strike=c.strike * 100)
     np.testing.assert_allclose(np.asarray(agent.price(st, hp, big)), 100 * np.asarray(p),
-                               rtol=2e-4, atol=1e-6)
+                               rtol=1e-5)
+    # jittable (contract leaves traced); the option type must be the agent's
+    np.testing.assert_allclose(np.asarray(jax.jit(agent.price)(st, hp, c)), np.asarray(p),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="contract.option"):
+        agent.price(st, hp, c.replace(option="put"))
+
+
+def test_evaluation_contract_is_the_distribution_centre():
+    """The centre of hp.contracts with this agent's ledger (no entry cost, unwind charged); its
+    price is the price head's at that contract."""
+    agent, hp = tiny(option="put")
+    hp = with_contracts(hp, s0_lo=0.9, s0_hi=1.3, strike_lo=0.8, strike_hi=1.0, sigma_lo=0.1,
+                        sigma_hi=0.3, cost_lo=0.0, cost_hi=0.01, rate=0.02, mu_mean=0.05)
+    c = agent.evaluation_contract(hp)
+    assert isinstance(c, Contract)
+    assert (c.n_steps, c.option, c.charge_entry, c.charge_unwind) == (4, "put", False, True)
+    np.testing.assert_allclose([c.s0, c.strike, c.sigma, c.cost, c.rate, c.mu, c.maturity],
+                               [1.1, 0.9, 0.2, 0.005, 0.02, 0.05, 4 * 7 / 252], rtol=1e-12)
+    st = agent.init(jax.random.key(0), hp)
+    p = agent.price(st, hp, c)
+    direct = agent.price(st, hp, contract_grid(1.1, 0.9, 0.2, 4 * 7 / 252, 4, option="put",
+                                               rate=0.02, mu=0.05, cost=0.005))
+    assert p.shape == () and np.isfinite(float(p))
+    np.testing.assert_allclose(float(p), float(direct), rtol=1e-6)
 
 
 def test_hedger_works_with_rollout():
@@ -380,34 +494,44 @@ def test_hedger_works_with_rollout():
     assert out.pnl.shape == (64,) and bool(jnp.all(jnp.isfinite(out.pnl)))
 
 
-def test_presets_and_toml_agree():
-    ps = presets()
-    assert set(ps) >= {"paper", "smoke"}
-    agent, hp = ps["paper"]
+def test_toml_presets():
+    """The presets are TOML only (experiments/adaptive_qlbs/*.toml, AdaptiveQLBSJob): the paper
+    numbers, the paper distribution is PAPER_CONTRACTS (the hparams default), overrides of
+    nested fields, strict keys and the distribution's range checks."""
+    paper = load_job("adaptive-qlbs", "paper")
+    assert isinstance(paper, AdaptiveQLBSJob)
+    agent, hp = paper.build()
     assert (agent.n_envs, agent.n_steps, agent.n_continuations) == (2500, 4, 200)
-    np.testing.assert_allclose(agent.n_steps * hp.dt, 28 / 252)
-    np.testing.assert_allclose([hp.learning_rate, hp.risk_aversion, hp.sigma_lo, hp.sigma_hi,
-                                hp.strike_lo, hp.strike_hi, hp.s0_lo, hp.s0_hi, hp.cost_hi,
-                                hp.mu_mean, hp.mu_std],
-                               [1e-4, 0.02, 0.01, 1.01, 0.3, 1.7, 0.3, 1.7, 0.01, 0.0, 1.0])
-    for name in ("paper", "smoke"):
-        pre = load_preset(name)
-        a, h = pre.build()
-        a2, h2 = AdaptiveQLBS.preset(name)
-        assert a == a2
-        chex.assert_trees_all_close(h, h2)
-        assert pre.train.n_steps >= 1
-    pre = load_preset(PRESET_DIR / "paper.toml", ["hparams.risk_aversion=0.5",
-                                                  "agent.n_continuations=8"])
-    assert pre.hparams.risk_aversion == 0.5 and pre.agent.n_continuations == 8
+    d = hp.contracts
+    np.testing.assert_allclose(agent.n_steps * d.dt, 28 / 252)
+    np.testing.assert_allclose([hp.learning_rate, hp.risk_aversion, d.sigma_lo, d.sigma_hi,
+                                d.strike_lo, d.strike_hi, d.s0_lo, d.s0_hi, d.cost_lo, d.cost_hi,
+                                d.mu_mean, d.mu_std, d.rate],
+                               [1e-4, 0.02, 0.01, 1.01, 0.3, 1.7, 0.3, 1.7, 0.0, 0.01, 0.0, 1.0,
+                                0.0])
+    chex.assert_trees_all_close(hp, agent.default_hparams())
+    chex.assert_trees_all_close(d, PAPER_CONTRACTS)
+    assert paper.train.n_steps >= 1
+    smoke = load_job("adaptive-qlbs", "smoke")
+    assert smoke.agent.n_envs < agent.n_envs and smoke.train.n_steps >= 1
+    chex.assert_trees_all_close(smoke.hparams.contracts, PAPER_CONTRACTS)
+    over = load_job("adaptive-qlbs", config=PRESET_DIR / "paper.toml",
+                    overrides=["hparams.risk_aversion=0.5", "agent.n_continuations=8",
+                               "hparams.contracts.sigma_hi=0.5"])
+    assert over.hparams.risk_aversion == 0.5 and over.agent.n_continuations == 8
+    assert over.hparams.contracts.sigma_hi == 0.5 and over.hparams.contracts.sigma_lo == 0.01
     with pytest.raises(ValueError, match="n_continuation"):
-        load_preset("paper", ["agent.n_continuation=8"])
-    with pytest.raises(ValueError, match="unknown"):
-        AdaptiveQLBS.preset("nope")
+        load_job("adaptive-qlbs", "paper", overrides=["agent.n_continuation=8"])
+    with pytest.raises(ValueError, match=r"hparams\.contracts\.cost_hio: unknown key"):
+        load_job("adaptive-qlbs", "paper", overrides=["hparams.contracts.cost_hio=0.1"])
+    with pytest.raises(ValueError, match="hparams.contracts.sigma_lo"):
+        load_job("adaptive-qlbs", "paper", overrides=["hparams.contracts.sigma_lo=2.0"])
+    with pytest.raises(ValueError, match="preset"):
+        load_job("adaptive-qlbs", "nope")
 
 
 def test_smoke_preset_trains_fast_and_finite():
-    agent, hp = AdaptiveQLBS.preset("smoke")
+    agent, hp = load_job("adaptive-qlbs", "smoke").build()
 
     @jax.jit
     def train(key):
@@ -426,9 +550,10 @@ def test_mc_value_non_decreasing_in_lambda():
     """Proposition 1 on the Definition-1 value: two agents trained at lambda = 0.02 and 2,
     each evaluated at its own lambda on common random numbers: C(2) >= C(0.02)."""
     agent, hp = tiny(n_envs=64, n_continuations=32, step_penalty_dt=False)
-    hp = hp.replace(mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9, strike_hi=1.1,
-                    s0_lo=0.95, s0_hi=1.05, cost_hi=0.0)
-    contracts = make_contracts(0.0, np.linspace(0.15, 0.35, 64), 1.0, 1.0, 0.0)
+    hp = with_contracts(hp, mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9,
+                        strike_hi=1.1, s0_lo=0.95, s0_hi=1.05, cost_hi=0.0)
+    contracts = contract_batch(s0=1.0, strike=1.0, mu=0.0, sigma=np.linspace(0.15, 0.35, 64),
+                               cost=0.0)
 
     @jax.jit
     def train_eval(lam):
@@ -452,17 +577,18 @@ def test_mc_value_non_decreasing_in_eps():
     0.0917, 0.0951, 0.0986 (BS ~0.04 plus lambda sum std), C(eps) above C(previous eps) on
     every contract.)"""
     agent, hp = tiny(n_envs=64, n_continuations=32, step_penalty_dt=False)
-    hp = hp.replace(mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9, strike_hi=1.1,
-                    s0_lo=0.95, s0_hi=1.05, risk_aversion=1.0)
+    hp = with_contracts(hp, mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9,
+                        strike_hi=1.1, s0_lo=0.95, s0_hi=1.05, risk_aversion=1.0)
     sig = np.linspace(0.15, 0.35, 64)
 
     @jax.jit
     def train_eval(eps):
-        h = hp.replace(cost_lo=eps, cost_hi=eps)
+        h = with_contracts(hp, cost_lo=eps, cost_hi=eps)
         st = agent.init(jax.random.key(0), h)
         st, _ = jax.lax.scan(lambda s, k: agent.update(k, s, h), st,
                              jax.random.split(jax.random.key(1), 20))
-        return agent.mc_value(jax.random.key(7), st, h, make_contracts(0.0, sig, 1.0, 1.0, eps))
+        return agent.mc_value(jax.random.key(7), st, h,
+                              contract_batch(s0=1.0, strike=1.0, mu=0.0, sigma=sig, cost=eps))
 
     c = [np.asarray(train_eval(e)) for e in (0.0, 0.005, 0.01)]
     assert all(np.all(np.isfinite(x)) for x in c)
@@ -481,9 +607,9 @@ def _learning_setup():
     factor here."""
     agent = AdaptiveQLBS(n_envs=512, n_continuations=64, width=32, n_blocks=2,
                          layers_per_block=2, step_penalty_dt=False, risk_aversion=5.0)
-    hp = agent.default_hparams().replace(
-        mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9, strike_hi=1.1, s0_lo=0.95,
-        s0_hi=1.05, cost_lo=0.0, cost_hi=0.0, learning_rate=3e-4)
+    hp = with_contracts(
+        agent.default_hparams(), mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9,
+        strike_hi=1.1, s0_lo=0.95, s0_hi=1.05, cost_lo=0.0, cost_hi=0.0, learning_rate=3e-4)
     return agent, hp
 
 
@@ -533,9 +659,9 @@ def test_pathwise_estimator_learns_the_vol_reinforce_does_not():
         agent = AdaptiveQLBS(n_envs=128, n_continuations=16, width=16, n_blocks=1,
                              layers_per_block=1, baseline_width=16, estimator=est,
                              step_penalty_dt=False, risk_aversion=1.0)
-        hp = agent.default_hparams().replace(
-            mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9, strike_hi=1.1,
-            s0_lo=0.95, s0_hi=1.05, cost_lo=0.0, cost_hi=0.0, learning_rate=3e-3)
+        hp = with_contracts(
+            agent.default_hparams(), mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9,
+            strike_hi=1.1, s0_lo=0.95, s0_hi=1.05, cost_lo=0.0, cost_hi=0.0, learning_rate=3e-3)
         _, m = _train(agent, hp, jax.random.key(0), 200)
         assert bool(jnp.all(jnp.isfinite(m["loss"])))
         assert float(jnp.mean(m["mean_vol_err0"][:10])) > 0.4
@@ -555,9 +681,10 @@ def _pathwise_price_setup(n_steps=8, n_envs=16, n_updates=3000):
                          estimator="pathwise", step_penalty_dt=False, risk_aversion=1.0,
                          rao_blackwell=True, standardize_features=True,
                          lr_decay_steps=n_updates)
-    hp = agent.default_hparams().replace(
-        dt=28 / 252 / n_steps, mu_std=0.0, sigma_lo=0.15, sigma_hi=0.35, strike_lo=0.9,
-        strike_hi=1.1, s0_lo=0.95, s0_hi=1.05, cost_lo=0.0, cost_hi=0.0, learning_rate=3e-3)
+    hp = with_contracts(
+        agent.default_hparams(), dt=28 / 252 / n_steps, mu_std=0.0, sigma_lo=0.15,
+        sigma_hi=0.35, strike_lo=0.9, strike_hi=1.1, s0_lo=0.95, s0_hi=1.05, cost_lo=0.0,
+        cost_hi=0.0, learning_rate=3e-3)
     return agent, hp
 
 
@@ -589,11 +716,11 @@ def test_price_within_5pct_of_bs():
     st, m = _train(agent, hp, jax.random.key(0), agent.lr_decay_steps)
     assert bool(jnp.all(jnp.isfinite(m["loss"])))
     sig, K = np.meshgrid([0.2, 0.25, 0.3], [0.95, 1.0, 1.05], indexing="ij")
-    obs = obs_grid(1.0, K, sig)
-    p = np.asarray(agent.price(st, hp, obs))
+    grid = contract_grid(1.0, K, sig, n_steps=agent.n_steps)
+    p = np.asarray(agent.price(st, hp, grid))
     bs = np.asarray(bs_price(1.0, K, 28 / 252, 0.0, sig))
     # it learned: the untrained head (sigma_hat ~ 1) is far off, so the bound is not free
     p0 = np.asarray(agent.price(agent.init(jax.random.split(jax.random.key(0))[0], hp), hp,
-                                obs))
+                                grid))
     assert np.max(np.abs(p0 / bs - 1)) > 0.5
     assert np.max(np.abs(p / bs - 1)) < 0.05, np.round(100 * (p / bs - 1), 1)

@@ -18,6 +18,7 @@ from jaxhedge import ledger, risk
 from jaxhedge.agents import DeltaHedger
 from jaxhedge.agents.deep_hedging import (DeepHedger, DeepHedging, DeepHedgingHParams,
                                           DeepHedgingState)
+from jaxhedge.contracts import Contract, same_contract
 from jaxhedge.env import EnvConfig
 from jaxhedge.markets import GBMParams
 from jaxhedge.rollout import rollout
@@ -180,8 +181,62 @@ def test_price_is_premium_plus_risk_of_fresh_paths(zero_cost):
     # zero cost, near-perfect hedge: BS premium plus a small risk loading (~lambda var / 2)
     premium = float(hp.env.premium)
     assert premium < price < premium + 0.5, (premium, price)
-    with pytest.raises(NotImplementedError):
-        agent.price(state, hp, obs=object())
+    with pytest.raises(TypeError, match=r"deep_hedging\.price: contract must be a"):
+        agent.price(state, hp, object())
+
+
+def test_price_of_the_evaluation_contract_is_the_trained_price(zero_cost):
+    """The protocol's price(state, hp, evaluation_contract(hp)) is the old price(state, hp)."""
+    agent, hp, state, _ = zero_cost
+    c = agent.evaluation_contract(hp)
+    assert same_contract(c, Contract(s0=100.0, strike=100.0, maturity=30 / 252, sigma=0.2,
+                                     cost=0.0, n_steps=N_STEPS))
+    old = float(agent.price(state, hp))
+    new = float(agent.price(state, hp, c))
+    np.testing.assert_allclose(new, old, rtol=1e-6)
+    # jittable with the contract's numbers traced
+    jitted = jax.jit(lambda c: agent.price(state, hp, c))(jax.tree.map(jnp.asarray, c))
+    np.testing.assert_allclose(float(jitted), old, rtol=1e-5)
+
+
+def test_price_of_another_contract_is_premium_plus_risk_on_its_own_market(zero_cost):
+    """Oracle: the contract's own env (Contract.env(), built independently of the agent),
+    hedged by the trained network on the same key: premium + entropic risk of that P&L."""
+    agent, hp, state, _ = zero_cost
+    key, n = jax.random.key(5), 3000
+    c = Contract(s0=110.0, strike=105.0, maturity=20 / 252, sigma=0.25, mu=0.05, rate=0.01,
+                 cost=0.002, n_steps=8)
+    env, params = c.env()
+    out = rollout(key, env, params, agent.hedger(state, hp), n)
+    expected = float(c.premium() + risk.entropic_risk(out.pnl, hp.risk_aversion))
+    np.testing.assert_allclose(float(agent.price(state, hp, c, key=key, n_paths=n)), expected,
+                               rtol=1e-5)
+    # a batch of contracts is priced contract by contract
+    strikes = jnp.asarray([95.0, 105.0, 115.0])
+    batch = agent.price(state, hp, c.replace(strike=strikes), key=key, n_paths=n)
+    singles = [float(agent.price(state, hp, c.replace(strike=k), key=key, n_paths=n))
+               for k in (95.0, 105.0, 115.0)]
+    assert batch.shape == (3,)
+    np.testing.assert_allclose(np.asarray(batch), singles, rtol=1e-5)
+    assert singles[0] > singles[1] > singles[2]  # a near-delta-hedged call: premium falls in K
+
+
+@pytest.mark.parametrize("market", ["gbm", "heston", "merton", "regime"])
+def test_contract_env_puts_the_contract_in_the_training_market(market):
+    """Round trip: Contract.from_env of the market with the contract in it is the contract;
+    the market keeps its kind and its other parameters."""
+    agent = DeepHedging(EnvConfig(market=market, n_steps=12), n_paths=8)
+    hp = agent.default_hparams()
+    c = Contract(s0=80.0, strike=90.0, maturity=0.5, sigma=0.3, mu=0.02, rate=0.01,
+                 div_yield=0.005, cost=0.004, n_steps=6, option="put")
+    config, params = agent.contract_env(hp, c)
+    assert (config.market, config.n_steps, config.option) == (market, 6, "put")
+    assert type(params.market) is type(hp.env.market)
+    assert same_contract(Contract.from_env(config, params), c, rtol=1e-5)
+    np.testing.assert_allclose(float(params.premium), float(c.premium()), rtol=1e-6)
+    if market == "heston":  # the vol of vol and mean reversion are the agent's
+        assert (params.market.xi, params.market.kappa) == (hp.env.market.xi,
+                                                           hp.env.market.kappa)
 
 
 def test_float64(x64):
@@ -198,6 +253,8 @@ def test_config_validation():
         DeepHedging(n_paths=1)
     with pytest.raises(ValueError, match="alpha"):
         DeepHedging(alpha=0.0)
+    with pytest.raises(ValueError, match=r"deep_hedging\.path_sampler: must be None or callable"):
+        DeepHedging(path_sampler="mixture")
     hp = DeepHedging().default_hparams()
     assert isinstance(hp, DeepHedgingHParams)
     assert float(hp.env.strike) == float(hp.env.market.s0) and float(hp.env.premium) > 0

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from scipy.interpolate import BSpline
 
+from jaxhedge import ledger
 from jaxhedge.agents.qlbs import (
     QLBSConfig,
     QLBSParams,
@@ -199,6 +200,24 @@ def test_fqi_matches_numpy_oracle(x64):
     assert abs(float(res.price) - ora["fqi_price"]) < 1e-8
     # the FQI Q*_0 is the same number on every path (X_0 and a*_0 are)
     assert float(np.ptp(np.asarray(res.q0))) < 1e-9
+
+
+@pytest.mark.parametrize("option", ["put", "call"])
+def test_pi_recursion_is_the_ledger(x64, option):
+    """The DP's backward Π_t = γ(Π_{t+1} − a_t ΔS_t) is the self-financing ledger run forward:
+    ``ledger.replay`` of the DP hedges a_t on the same paths from premium Π_0 (no costs,
+    cash at r) marks to Π_t at every date and ends at Π_N = h(S_N), pnl 0 on every path."""
+    p = REF.replace(rate=0.05)
+    cfg = QLBSConfig(n_paths=2000, n_steps=6, option=option)
+    res = qlbs_price(jax.random.key(4), cfg, p)
+    params = ledger.LedgerParams(rate=p.rate, dt=p.maturity / cfg.n_steps)
+    tape = ledger.replay(res.spot, res.hedges, res.pi[:, 0], p.strike, params, option == "call")
+    scale = 1.0 + np.abs(np.asarray(res.hedges) * np.asarray(res.spot[:, :-1])).max()
+    np.testing.assert_allclose(tape.values, res.pi, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_allclose(tape.pnl, 0.0, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_allclose(res.pi[:, -1], ledger.payoff(res.spot[:, -1], p.strike,
+                                                            option == "call"), atol=1e-13)
+    assert float(np.abs(np.asarray(res.hedges)).mean()) > 0.1  # the hedge really trades
 
 
 def test_fqi_and_dp_share_paths(x64):

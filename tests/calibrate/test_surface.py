@@ -72,9 +72,9 @@ def test_fit_surface_bad_input(synth):
 
 
 def test_trained_agent_surface_plugs_in(synth):
-    from jaxhedge.agents import rlop
+    from jaxhedge.train.jobs import load_job
 
-    agent, hp = rlop.smoke()
+    agent, hp = load_job("rlop", "smoke").build()
     state = agent.init(jax.random.PRNGKey(0), hp)
     fn = agent_price_fn(agent, state)
     make, with_prices = synth

@@ -12,7 +12,7 @@ def _hist_params():
     return HistoricalParams(log_returns=jnp.asarray(r, dtype=float), s0=1.0, mean_block_length=5.0)
 
 
-CASES = {name: (lambda P=P: P(), sim) for name, (P, sim) in MARKETS.items()}
+CASES = {name: (lambda P=s.params_cls: P(), s.simulate) for name, s in MARKETS.items()}
 CASES["historical"] = (_hist_params, simulate_block_bootstrap)
 NAMES = sorted(CASES)
 NP, NS, DT = 8, 10, 1 / 52  # one shape everywhere so each market compiles once per mode

@@ -126,9 +126,9 @@ def test_reproduce_trains_missing_agents_and_runs_both_modes(synthetic_data_dir,
     reuses the trained agents."""
     out = tmp_path / "study"
     argv = ["reproduce", "--data", str(synthetic_data_dir), "--out", str(out), "--models",
-            "bs,qlbs,rlop", "--assets", "spy", "--periods", "2020q1"]
-    smoke = ["--set", "qlbs.preset=smoke", "--set", "rlop.preset=smoke", "--set",
-             "qlbs.n_steps=0", "--set", "rlop.n_steps=0"]
+            "bs,aqlbs,rlop", "--assets", "spy", "--periods", "2020q1"]
+    smoke = ["--set", "aqlbs.preset=smoke", "--set", "rlop.preset=smoke", "--set",
+             "aqlbs.n_steps=0", "--set", "rlop.n_steps=0"]
     assert main(argv + smoke) == 0
     hedging = pd.read_csv(out / "hedging.csv")
     modes = hedging.groupby("model")["mode"].apply(set).to_dict()

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from jaxhedge.reproduce import summary
 from jaxhedge.reproduce.summary import rank_correlations, spearman, summary_markdown, winners
 
-MODELS = ["bs", "jd", "sv", "qlbs", "rlop"]
+MODELS = ["bs", "jd", "sv", "aqlbs", "rlop"]
 
 
 def test_doctests():
@@ -100,6 +100,6 @@ def test_summary_names_the_winner_of_every_slice():
     assert len(rows) == 6  # 3 buckets x 2 targets
     for r in rows:
         cells = [c.strip() for c in r.strip("|").split("|")]
-        assert cells[4] == "qlbs"  # rmse
+        assert cells[4] == "aqlbs"  # rmse
         assert cells[5] == "bs"  # avg_cost = -score
     assert "rho(IVRMSE, RMSE) = -0.90" in text

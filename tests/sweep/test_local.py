@@ -38,7 +38,8 @@ def test_member_equals_run_training(reference, tmp_path):
     (hparam set, seed) and the sweep's a flat vmap, and XLA may order float32 operations
     differently in the two programs (measured: <= 1 ulp here), hence rtol 1e-5.
     """
-    from jaxhedge.train import load_trained, run_training
+    from jaxhedge.runs import load_trained
+    from jaxhedge.train import run_training
     from jaxhedge.train.toy import ToyAgent
 
     _, out, ref = reference
@@ -58,7 +59,7 @@ def test_member_equals_run_training(reference, tmp_path):
 
 
 def test_saved_params_load_with_load_trained(reference):
-    from jaxhedge.train import load_trained, params_sha256
+    from jaxhedge.runs import load_trained, params_sha256
 
     _, out, ref = reference
     row = ref.table.iloc[4]  # member 4: block 1, offset 1

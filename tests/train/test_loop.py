@@ -1,4 +1,6 @@
 """jaxhedge.train.loop: chunking invariance, vmapped members, finite checks."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,3 +65,45 @@ def test_summary_flags_first_nan():
     np.testing.assert_array_equal(summary.finite, [[True], [False]])
     np.testing.assert_array_equal(summary.first_bad, [[4], [2]])
     assert not np.isfinite(np.asarray(ts.agent_state.params["w"][1, 0])).all()
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamsBlowUp(ToyAgent):
+    """Update ``at`` (0-based) leaves NaN parameters while its own loss is still finite."""
+
+    at: int = 7
+
+    def update(self, key, state, hparams):
+        new, metrics = super().update(key, state, hparams)
+        poison = jnp.where(state.step == self.at, jnp.nan, 0.0)
+        return new.replace(params={**new.params, "w": new.params["w"] + poison}), metrics
+
+
+def test_first_bad_update_is_found_from_the_parameters_inside_the_chunk():
+    """The loss of update 7 is finite (computed before the step); its parameters are not,
+    so the first bad update is 7, not 8 (first NaN loss) nor the chunk's end."""
+    agent = ParamsBlowUp(batch=16, at=7)
+    hp = stack_hparams([agent.default_hparams()])
+    single, hp1 = make_train(agent, 10), agent.default_hparams()
+    _, metrics = jax.jit(single.train_chunk)(single.init(member_keys(0, 1)[0], hp1), hp1)
+    loss_ok = np.isfinite(np.asarray(metrics["loss"]))
+    assert loss_ok[:8].all() and not loss_ok[8]  # the loss alone would point at update 8
+    members = make_members(agent, 10)
+    start = members.init(member_keys(0, 1), hp)
+    # the fast chunk sees the bad parameters at its end; its loss-based index is update 8
+    ts, summary = members.train_chunk(start, hp)
+    np.testing.assert_array_equal(summary.finite, [[False]])
+    np.testing.assert_array_equal(summary.first_bad, [[8]])
+    # replaying the chunk with every update checked finds update 7, and the same end state
+    ts_exact, exact = members.locate(start, hp)
+    np.testing.assert_array_equal(exact.finite, [[False]])
+    np.testing.assert_array_equal(exact.first_bad, [[7]])
+    np.testing.assert_array_equal(jax.random.key_data(ts.key), jax.random.key_data(ts_exact.key))
+    for a, b in zip(jax.tree.leaves(ts.agent_state), jax.tree.leaves(ts_exact.agent_state)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    clean = ParamsBlowUp(batch=16, at=-1)
+    cm = make_members(clean, 10)
+    for program in (cm.train_chunk, cm.locate):
+        _, ok = program(cm.init(member_keys(0, 1), hp), hp)
+        np.testing.assert_array_equal(ok.first_bad, [[10]])
+        np.testing.assert_array_equal(ok.finite, [[True]])

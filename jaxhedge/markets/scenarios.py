@@ -1,4 +1,4 @@
-"""The named stress scenarios: a market plus a cost regime, relative to a :class:`Contract`.
+"""Stress-scenario simulators: a market plus a cost regime, scaled from a contract's numbers.
 
 Every scenario is a frozen dataclass whose fields are its (validated) parameters. It gives
 
@@ -7,9 +7,22 @@ Every scenario is a frozen dataclass whose fields are its (validated) parameters
 * ``params(contract, severity=1.0)``: that generator's parameter pytree for a contract.
   ``severity`` (a scalar, may be traced) scales the stress linearly from none (0: the calm
   market) through the named scenario (1) beyond; robust training draws it per episode;
-* ``check(contract)``: host-side checks that need the contract (e.g. the spike window must
-  hold a rebalancing step);
+* ``check(contract)``: host-side checks of the scenario against the contract (e.g. the spike
+  window must hold a rebalancing step);
 * ``paths(key, contract, n_paths)``: the scenario's paths (fields ``(n_paths, N+1)``).
+
+``contract`` is read by duck typing (this module sits below :mod:`jaxhedge.contracts`): any
+object with the numbers ``s0, sigma, mu, maturity`` and ``n_steps, dt`` works, usually a
+:class:`jaxhedge.contracts.Contract`. Validating the contract itself
+(:func:`jaxhedge.contracts.validate_contract`) is the caller's job.
+
+>>> from types import SimpleNamespace
+>>> c = SimpleNamespace(s0=100.0, mu=0.0, sigma=0.2, maturity=0.25, n_steps=5, dt=0.05)
+>>> p = VolSpike().paths(jax.random.key(0), c, 3)
+>>> p.spot.shape, p.vol.shape
+((3, 6), (3, 6))
+>>> [round(float(v), 2) for v in p.vol[0]]
+[0.2, 0.2, 0.6, 0.6, 0.2, 0.2]
 
 What each scenario is (sigma, T, N = the contract's calm vol, life and dates):
 
@@ -34,14 +47,16 @@ What each scenario is (sigma, T, N = the contract's calm vol, life and dates):
   ``+-size`` (10%; down with probability ``down_share``) in the last step (N-1, N], when the
   hedger can no longer trade; the gaps are mean zero by default (E[S_T] unchanged).
 
-Historical bootstraps live in :mod:`jaxhedge.stress.historical`.
+Historical windows (real data, loaded from files) subclass :class:`Scenario` in
+``jaxhedge.stress.historical``; the scenario mixture of robust training is
+:mod:`jaxhedge.markets.mixture`.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import math
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +67,22 @@ from jaxhedge.markets import gbm, heston, merton, regime
 from jaxhedge.markets.base import MarketPaths
 from jaxhedge.markets.historical import trailing_realized_vol
 from jaxhedge.markets.merton import jump_compensator
-from jaxhedge.stress.contract import Contract, validate_contract
+
+
+class ContractLike(Protocol):
+    """What a scenario reads from a contract (e.g. :class:`jaxhedge.contracts.Contract`).
+
+    A protocol, not an import: markets sits below contracts (contracts -> env -> markets).
+    """
+
+    s0: Any
+    mu: Any
+    sigma: Any
+    maturity: Any
+    n_steps: int
+
+    @property
+    def dt(self) -> Any: ...
 
 
 class ScenarioUnavailable(RuntimeError):
@@ -73,14 +103,14 @@ class Scenario:
     def validate(self) -> None:
         """Contract-free parameter checks (ValueError naming ``<name>.<field>``)."""
 
-    def check(self, contract: Contract) -> None:
-        """Host-side checks that need the contract."""
-        validate_contract(contract)
+    def check(self, contract: ContractLike) -> None:
+        """Host-side checks of this scenario against the contract (ValueError naming
+        ``<name>.<field>``); the contract's own checks are the caller's."""
 
-    def params(self, contract: Contract, severity=1.0):
+    def params(self, contract: ContractLike, severity=1.0):
         raise NotImplementedError
 
-    def paths(self, key, contract: Contract, n_paths: int) -> MarketPaths:
+    def paths(self, key, contract: ContractLike, n_paths: int) -> MarketPaths:
         """``n_paths`` paths of this scenario (fields (n_paths, N+1)); same key, same paths."""
         self.check(contract)
         return _simulate_jit(type(self).simulate, key, self.params(contract), n_paths,
@@ -180,7 +210,6 @@ class VolSpike(Scenario):
         self._require("end", self.end > self.start, f"> start = {self.start:g}")
 
     def check(self, contract):
-        super().check(contract)
         n = contract.n_steps
         steps = int(jnp.sum(spike_steps(self.start, self.end, n)[:-1]))
         if steps < 1:
@@ -412,8 +441,8 @@ class GapAtExpiry(Scenario):
                          down_share=self.down_share)
 
 
-#: The synthetic scenarios, by name (default parameters); historical ones are added by
-#: :func:`jaxhedge.stress.registry.all_scenarios`.
+#: The synthetic scenarios, by name (default parameters); the stress registry
+#: (``jaxhedge.stress.registry.all_scenarios``) adds the historical windows.
 SYNTHETIC: dict[str, type[Scenario]] = {
     cls.name: cls for cls in (Calm, VolSpike, Crash, LiquidityDrought, RegimeSwitch, VolOfVol,
                               GapAtExpiry)}

@@ -1,4 +1,4 @@
-"""Scenario-mixture markets and deep hedging trained on them (robust training).
+"""The scenario mixture: each path its own stress scenario and severity (robust training).
 
 :func:`mixture_paths` draws, for every path independently, a scenario kind (``calm`` with
 probability ``calm_weight``, the others equally likely) and a severity ``s ~ U(0,
@@ -7,11 +7,19 @@ simulated for all paths (each kind vmapped over per-path keys and severities, on
 call) and each path keeps its own kind with ``jnp.where``: no Python branching per episode,
 one compiled program. The loop over the (static, ~7) kinds unrolls at trace time.
 
-:class:`RobustDeepHedging` is :class:`~jaxhedge.agents.deep_hedging.DeepHedging` whose
-training (and pricing) episodes come from that mixture around the contract in
-``hparams.env`` (a GBM env: its s0, sigma, mu, maturity and costs set the contract; the
-premium stays the calm reference price). Evaluation, checkpoints and ``jaxhedge stress`` treat
-it as deep hedging on the calm contract.
+:class:`ScenarioMixture` is the same sampler as a frozen, hashable object
+``mixture(key, contract, n_paths) -> MarketPaths``: the ``path_sampler`` of
+:class:`jaxhedge.agents.deep_hedging.DeepHedging` (deep hedging trained, and priced, on the
+mixture around its contract). ``contract`` is read by duck typing, as in
+:mod:`jaxhedge.markets.scenarios`.
+
+>>> from types import SimpleNamespace
+>>> c = SimpleNamespace(s0=100.0, mu=0.0, sigma=0.2, maturity=0.25, n_steps=4, dt=0.0625)
+>>> mix = ScenarioMixture(("calm", "vol_spike"), calm_weight=0.5)
+>>> mix(jax.random.key(0), c, 6).spot.shape
+(6, 5)
+>>> [round(float(w), 2) for w in mixture_weights(("calm", "crash", "vol_spike"), 0.5)]
+[0.5, 0.25, 0.25]
 """
 from __future__ import annotations
 
@@ -20,10 +28,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from jaxhedge.agents.deep_hedging import DeepHedging
-from jaxhedge.rollout import RolloutResult, run_on_paths
-from jaxhedge.stress.contract import Contract
-from jaxhedge.stress.scenarios import SYNTHETIC
+from jaxhedge.markets.base import MarketPaths
+from jaxhedge.markets.scenarios import SYNTHETIC, ContractLike
 
 DEFAULT_MIXTURE = tuple(SYNTHETIC)  # calm and every synthetic stress
 
@@ -57,7 +63,7 @@ def check_mixture(names, calm_weight: float, max_severity: float) -> None:
         raise ValueError(f"mixture.max_severity: must be in (0, 3] (got {max_severity!r})")
 
 
-def mixture_paths(key, contract: Contract, n_paths: int, names=DEFAULT_MIXTURE,
+def mixture_paths(key, contract: ContractLike, n_paths: int, names=DEFAULT_MIXTURE,
                   calm_weight: float = 0.25, max_severity: float = 1.5):
     """``(MarketPaths, kind (n_paths,) int32, severity (n_paths,))``; fields (n_paths, N+1).
 
@@ -91,35 +97,27 @@ def mixture_paths(key, contract: Contract, n_paths: int, names=DEFAULT_MIXTURE,
 
 
 @dataclasses.dataclass(frozen=True)
-class RobustDeepHedging(DeepHedging):
-    """Deep hedging trained on a scenario mixture (module docstring).
+class ScenarioMixture:
+    """Path sampler of the scenario mixture (module docstring); frozen and hashable, so it
+    can be a static field of an agent.
 
-    Attributes (beyond DeepHedging's):
-      mixture: synthetic scenario names drawn per episode.
-      calm_weight: probability of a calm episode.
+    Attributes:
+      scenarios: synthetic scenario names drawn per path.
+      calm_weight: probability of a calm path.
       max_severity: severities are U(0, max_severity) (1 = the named scenario).
     """
 
-    mixture: tuple[str, ...] = DEFAULT_MIXTURE
+    scenarios: tuple[str, ...] = DEFAULT_MIXTURE
     calm_weight: float = 0.25
     max_severity: float = 1.5
-    name: str = "deep_hedging_robust"
 
     def __post_init__(self):
-        super().__post_init__()
-        object.__setattr__(self, "mixture", tuple(self.mixture))
-        if self.env.market != "gbm":
-            raise ValueError(f"deep_hedging.env.market: robust training builds its mixture "
-                             f"around a GBM contract (got {self.env.market!r})")
-        check_mixture(self.mixture, self.calm_weight, self.max_severity)
+        object.__setattr__(self, "scenarios", tuple(self.scenarios))
+        check_mixture(self.scenarios, self.calm_weight, self.max_severity)
 
-    def simulate(self, key, hedger, hparams, n_paths: int | None = None,
-                 keep_paths: bool = False) -> RolloutResult:
-        """Episodes on mixture paths around ``hparams.env``'s contract (same key, same paths)."""
-        n = self.n_paths if n_paths is None else n_paths
-        contract = Contract.from_env(self.env, hparams.env)
-        paths, _, _ = mixture_paths(key, contract, n, self.mixture, self.calm_weight,
+    def __call__(self, key, contract: ContractLike, n_paths: int) -> MarketPaths:
+        """``n_paths`` mixture paths around ``contract`` (fields (n_paths, N+1)); jittable,
+        same key -> same paths."""
+        paths, _, _ = mixture_paths(key, contract, n_paths, self.scenarios, self.calm_weight,
                                     self.max_severity)
-        paths = jax.lax.stop_gradient(paths)
-        return run_on_paths(self.hedging_env, hparams.env, hedger, paths,
-                            keep_paths=keep_paths)
+        return paths
