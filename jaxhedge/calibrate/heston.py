@@ -11,15 +11,16 @@ weakly identified (they enter mostly through the expected integrated variance); 
 well-determined quantities are the prices/IVs, the ATM level (≈ v₀, θ via their
 τ-average) and the skew (ρξ). Tests check prices, IVs and those, not κ alone.
 
-Pricing: ``heston_price_black76`` (Lewis integral, automatic u_max) with ``N_QUAD`` = 24
-Gauss–Legendre nodes per panel instead of the library's 48, at half the cost; the
-calibration's Jacobians (5 forward tangents) over ~100 slices × ~25 quotes dominate it.
-Why 24 and not 16: measured (float64, 3000 uniform draws of the box below with ξ ≤ 1.2,
-F = 100, K ∈ [60, 160], τ = 7–20 days), 16 nodes leave quadrature noise up to 1.4e−4 in
-the second strike difference — a model price that violates convexity (butterfly
-arbitrage) — while 24 nodes keep it ≤ 4e−7 (32: ≤ 3e−8). The extreme corner ξ = 3,
-v₀ = 1e−3, ρ → −0.99 is inaccurate at any node count (see pricing.heston) — the fit
-avoids it unless forced.
+Pricing: ``heston_price_black76`` (Lewis integral, automatic u_max) with ``N_QUAD`` = 40
+Gauss–Legendre nodes per panel instead of the library's 48; the calibration's Jacobians
+(5 forward tangents) over ~100 slices × ~25 quotes dominate the cost, linear in the nodes.
+Why 40: a hypothesis property test (tests/calibrate/test_fits.py) found butterfly arbitrage
+in model prices at fewer nodes. Measured (float64, 3000 draws of the box below with
+ξ ≤ 1.2, half of them with ρ ∈ (−0.999, −0.9), F = 100, K ∈ [60, 160], τ = 7 days), the
+most negative second strike difference is −6.6e−6 with 32 nodes, −7.3e−7 with 40 and
+−3.0e−7 with 48; at ordinary ρ, 16 nodes already leave −1.4e−4 and 24 leave −3.5e−7, but
+24 reaches −7.5e−5 at ρ ≈ −0.97, ξ ≈ 1.2. The extreme corner ξ = 3, v₀ = 1e−3, ρ → −0.99
+is inaccurate at any node count (see pricing.heston) — the fit avoids it unless forced.
 
 Shapes: batch fields (n_slices, n_max) -> every HestonFit field (n_slices,).
 """
@@ -42,7 +43,7 @@ __all__ = ["HestonFit", "HESTON_BOUNDS", "N_QUAD", "fit_heston", "heston_price"]
 
 HESTON_BOUNDS = {"kappa": (0.05, 10.0), "theta": (1e-4, 2.0), "xi": (1e-3, 3.0),
                  "rho": (-0.999, 0.0), "v0": (1e-4, 3.0)}
-N_QUAD = 24
+N_QUAD = 40
 
 
 @struct.dataclass
