@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # Number of pytest workers; CI machines have 2 cores.
 WORKERS ?= 2
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow test-gpu bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow" --durations=15
 	$(BIN)/python -m pytest -n $(WORKERS) --doctest-modules jaxhedge
+
+# On a machine with an accelerator (jax with its GPU plugin installed in .venv).
+test-gpu: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m gpu -v
 
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n $(WORKERS) -m slow --durations=15

@@ -25,7 +25,12 @@ Shapes: ``rollout(key, env, params, hedger, n)`` -> :class:`RolloutResult` with 
 
 Randomness: block ``b`` is simulated from ``fold_in(key, b)``. Two hedgers rolled out
 with the same key see identical paths (common random numbers), and the paths do not
-depend on the number of devices.
+depend on the number of devices, nor on the backend: the block is the unit of RANDOMNESS,
+while how many blocks run at once is a separate, backend-aware choice
+(:func:`default_parallel_blocks`): one after another on CPU (cache-resident steps), all
+of a device's blocks vmapped into one program on an accelerator (a GPU wants the whole
+batch per kernel; the sequential ``lax.map`` would launch ``n_blocks`` small ones per
+date). Same key, same paths on CPU and GPU.
 """
 from __future__ import annotations
 
@@ -43,6 +48,16 @@ from jaxhedge.env import EnvParams, HedgingEnv
 from jaxhedge.markets.base import MarketPaths
 
 PATH_BLOCK = 2048
+
+
+def default_parallel_blocks(n_blocks_per_device: int, backend: str | None = None) -> int:
+    """Blocks of one device run at once: 1 on CPU, all of them on GPU/TPU.
+
+    >>> default_parallel_blocks(32, "cpu"), default_parallel_blocks(32, "gpu")
+    (1, 32)
+    """
+    backend = backend or jax.default_backend()
+    return 1 if backend == "cpu" else max(1, n_blocks_per_device)
 
 
 @struct.dataclass
@@ -113,22 +128,31 @@ def run_on_paths(env: HedgingEnv, params: EnvParams, hedger, paths: MarketPaths,
                          spot=paths.spot if keep_paths else None, positions=positions)
 
 
-@functools.partial(jax.jit, static_argnames=("env", "n_paths", "keep_paths", "block_paths"))
+@functools.partial(jax.jit, static_argnames=("env", "n_paths", "keep_paths", "block_paths",
+                                             "parallel_blocks"))
 def rollout(key, env: HedgingEnv, params: EnvParams, hedger, n_paths: int,
-            keep_paths: bool = True, block_paths: int = PATH_BLOCK) -> RolloutResult:
+            keep_paths: bool = True, block_paths: int = PATH_BLOCK,
+            parallel_blocks: int | None = None) -> RolloutResult:
     """``n_paths`` episodes of ``hedger`` in ``env`` (compiled once per shape).
 
-    Same key, ``n_paths`` and ``block_paths`` give the same paths on any number of devices.
+    Same key, ``n_paths`` and ``block_paths`` give the same paths on any number of devices
+    and any backend. ``parallel_blocks``: blocks of one device vmapped together (None: the
+    backend's default, :func:`default_parallel_blocks`); it changes the schedule, not the
+    paths (results agree to float rounding).
     """
     devices = jax.devices()
     block, n_blocks = _blocking(n_paths, block_paths, len(devices))
     keys = _block_keys(key, n_blocks)
+    per_device = n_blocks // len(devices)
+    if parallel_blocks is None:
+        parallel_blocks = default_parallel_blocks(per_device)
+    batch = min(parallel_blocks, per_device)
 
     def run_blocks(keys):
         def one_block(k):
             paths = _simulate_block(k, env, params, block)
             return run_on_paths(env, params, hedger, paths, keep_paths)
-        return jax.lax.map(one_block, keys)
+        return jax.lax.map(one_block, keys, batch_size=batch if batch > 1 else None)
 
     mesh = Mesh(np.array(devices), ("blocks",))
     spec = PartitionSpec("blocks")

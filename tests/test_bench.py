@@ -15,7 +15,7 @@ import pytest
 
 from jaxhedge import nets
 from jaxhedge.bench import flops, harness, peers
-from jaxhedge.bench.pfhedge_match import PFHEDGE_INPUTS, FeatureHedger, PfhedgeInputsDeepHedging
+from jaxhedge.bench.pfhedge_match import PFHEDGE_INPUTS, pfhedge_agent, pfhedge_hparams
 
 
 def test_bench_tiny_writes_one_json_with_every_measurement(tmp_path, monkeypatch):
@@ -96,7 +96,7 @@ def test_adaptive_qlbs_policy_flops_match_xla_cost_analysis(width, n_blocks, lay
 
 
 def test_pfhedge_network_flops_match_xla_cost_analysis():
-    agent = PfhedgeInputsDeepHedging(n_paths=8)
+    agent = pfhedge_agent(n_paths=8)
     state = agent.init(jax.random.key(0), agent.default_hparams())
     macs = flops.params_macs(state.params)
     assert macs == flops.mlp_macs(4, (32, 32, 32, 32), 1)
@@ -143,22 +143,22 @@ def test_pfhedge_inputs_are_log_moneyness_expiry_vol_prev_hedge():
                       div_yield=0.0, drift=0.0, vol=jnp.array([0.2, 0.3]), cost=1e-4,
                       cost_multiplier=1.0, position=jnp.array([0.4, 0.7]))
     captured = {}
+    agent = pfhedge_agent(n_paths=8)
+    state = agent.init(jax.random.key(0), pfhedge_hparams(agent))
+    hedger = agent.hedger(state)
 
-    class Probe:  # stands in for nets.apply: records the network's input
-        pass
+    import jaxhedge.agents.deep_hedging as dh
 
-    import jaxhedge.bench.pfhedge_match as pm
-
-    def fake_apply(graphdef, params, x):
+    def spy_apply(graphdef, params, x):  # records the network's input, then runs it
         captured["x"] = np.asarray(x)
-        return x[..., :1]
+        return orig(graphdef, params, x)
 
-    orig = pm.nets.apply
+    orig = dh.nets.apply
     try:
-        pm.nets.apply = fake_apply
-        FeatureHedger(graphdef=Probe(), params={})(obs)
+        dh.nets.apply = spy_apply
+        hedger(obs)
     finally:
-        pm.nets.apply = orig
+        dh.nets.apply = orig
     want = np.stack([np.log([1.1, 0.9]), [0.05, 0.02], [0.2, 0.3], [0.4, 0.7]], axis=-1)
     np.testing.assert_allclose(captured["x"], want, rtol=1e-6)
     assert list(PFHEDGE_INPUTS) == ["log_moneyness", "expiry_time", "volatility",

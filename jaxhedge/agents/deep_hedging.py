@@ -148,10 +148,15 @@ class DeepHedger:
     params: Any
     band: bool = struct.field(pytree_node=False, default=False)
     is_call: bool = struct.field(pytree_node=False, default=True)
+    #: indices into :data:`jaxhedge.nets.FEATURE_NAMES` the network reads (None: the default
+    #: set, every feature; the band variant every feature but the position)
+    columns: tuple[int, ...] | None = struct.field(pytree_node=False, default=None)
 
     def net_output(self, obs):
         features = nets.observation_features(obs)
-        if self.band:  # the band depends on the market state only, not on the position
+        if self.columns is not None:
+            features = features[..., jnp.asarray(self.columns)]
+        elif self.band:  # the band depends on the market state only, not on the position
             features = features[..., :_POSITION]
         return nets.apply(self.graphdef, self.params, features)
 
@@ -184,6 +189,11 @@ class DeepHedging:
       alpha: default ES tail probability put in :meth:`default_hparams` (the value used is
         ``hparams.alpha``, which is dynamic).
       risk_aversion / learning_rate: defaults for :meth:`default_hparams`.
+      features: names from :data:`jaxhedge.nets.FEATURE_NAMES` the network reads, in that
+        order; empty (default) for all of them (band: all but the position). E.g.
+        pfhedge's ``Hedger`` inputs are ``("log_moneyness", "time_to_maturity", "vol",
+        "position")`` (:mod:`jaxhedge.bench.pfhedge_match`). A band network may not read
+        the position (its band must not depend on the holding it clips).
       path_sampler: None (train on the env's own market) or a frozen, hashable
         ``sampler(key, contract, n_paths) -> MarketPaths`` drawing the training (and
         pricing) paths around the contract of ``hparams.env`` (module docstring), e.g.
@@ -198,6 +208,7 @@ class DeepHedging:
     alpha: float = 0.05
     risk_aversion: float = 1.0
     learning_rate: float = 1e-3
+    features: tuple[str, ...] = ()
     path_sampler: Any = None
     name: str = "deep_hedging"
     #: its price is an indifference price of one contract, not a surface (jaxhedge.gates)
@@ -213,6 +224,13 @@ class DeepHedging:
         if not (0.0 < self.alpha <= 1.0):
             raise ValueError(f"deep_hedging.alpha: must be in (0, 1] (got {self.alpha!r})")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
+        object.__setattr__(self, "features", tuple(str(f) for f in self.features))
+        unknown = [f for f in self.features if f not in nets.FEATURE_NAMES]
+        if unknown or len(set(self.features)) != len(self.features):
+            raise ValueError(f"deep_hedging.features: must be distinct names from "
+                             f"{nets.FEATURE_NAMES} (got {list(self.features)})")
+        if self.band and "position" in self.features:
+            raise ValueError("deep_hedging.features: the band network may not read 'position'")
         if self.path_sampler is not None:
             if not callable(self.path_sampler):
                 raise ValueError(f"deep_hedging.path_sampler: must be None or callable "
@@ -242,8 +260,16 @@ class DeepHedging:
         return DeepHedgingHParams(env=env_params, learning_rate=self.learning_rate,
                                   risk_aversion=self.risk_aversion, alpha=self.alpha)
 
+    @property
+    def columns(self) -> tuple[int, ...] | None:
+        """Indices of :attr:`features` in :data:`jaxhedge.nets.FEATURE_NAMES` (None: default)."""
+        return tuple(nets.FEATURE_NAMES.index(f) for f in self.features) or None
+
     def _network(self, key) -> nnx.Module:
-        in_dim = nets.N_FEATURES - 1 if self.band else nets.N_FEATURES
+        if self.features:
+            in_dim = len(self.features)
+        else:
+            in_dim = nets.N_FEATURES - 1 if self.band else nets.N_FEATURES
         return nets.MLP(in_dim, 2 if self.band else 1, self.widths,
                         rngs=nnx.Rngs(params=key))
 
@@ -253,7 +279,7 @@ class DeepHedging:
 
     def _hedger(self, graphdef, params) -> DeepHedger:
         return DeepHedger(graphdef=graphdef, params=params, band=self.band,
-                          is_call=self.env.is_call)
+                          is_call=self.env.is_call, columns=self.columns)
 
     def simulate(self, key, hedger, hparams, n_paths: int | None = None,
                  keep_paths: bool = False) -> RolloutResult:

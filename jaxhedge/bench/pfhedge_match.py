@@ -8,15 +8,13 @@ epoch of ``hedger.fit`` is a train step on fresh paths plus a validation pass (t
 fresh paths, no gradient); ``hedger.price`` is one pass.
 
 Here: :class:`jaxhedge.agents.deep_hedging.DeepHedging` itself (its ``update``,
-``simulate``, ``risk_objective`` and ``price``), with the network built on
-:data:`PFHEDGE_INPUTS` (the matching columns of :func:`jaxhedge.nets.observation_features`:
-log(S/K), tau, sigma, previous position) instead of all nine features.
-:class:`PfhedgeInputsDeepHedging` overrides only the network and the hedger; the
-equivalent upstream change is a ``features`` field on ``DeepHedging``/``DeepHedger``
-(``docs/performance.md``). Costs as pfhedge's ``pl`` (``deduct_first_cost=True``,
+``simulate``, ``risk_objective`` and ``price``) built by :func:`pfhedge_agent` with its
+``features`` field set to pfhedge's four inputs (:data:`PFHEDGE_INPUTS`: log(S/K), tau,
+sigma, previous position, columns of :func:`jaxhedge.nets.observation_features`) and
+pfhedge's network widths. Costs as pfhedge's ``pl`` (``deduct_first_cost=True``,
 ``deduct_final_cost=False``): the entry trade pays, the final close-out does not.
 
->>> agent = PfhedgeInputsDeepHedging(n_paths=8)
+>>> agent = pfhedge_agent(n_paths=8)
 >>> hp = pfhedge_hparams(agent)
 >>> state = agent.init(jax.random.key(0), hp)
 >>> from jaxhedge.bench.flops import params_macs
@@ -25,58 +23,32 @@ equivalent upstream change is a ``features`` field on ``DeepHedging``/``DeepHedg
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
-from flax import nnx, struct
 
-from jaxhedge import nets
 from jaxhedge.agents.deep_hedging import DeepHedging
 from jaxhedge.bench.timing import best_of
 from jaxhedge.env import EnvConfig
 from jaxhedge.ledger import CostModel
 from jaxhedge.markets import GBMParams
 
-#: pfhedge's input names -> the columns of :func:`jaxhedge.nets.observation_features`.
+#: pfhedge's input names -> the names of :data:`jaxhedge.nets.FEATURE_NAMES`.
 PFHEDGE_INPUTS = {"log_moneyness": "log_moneyness", "expiry_time": "time_to_maturity",
                   "volatility": "vol", "prev_hedge": "position"}
-_COLUMNS = tuple(nets.FEATURE_NAMES.index(v) for v in PFHEDGE_INPUTS.values())
 #: pfhedge's standard example.
 EXAMPLE = {"n_paths": 10_000, "n_steps": 20, "dt": 1 / 250, "sigma": 0.2, "mu": 0.0,
            "s0": 1.0, "strike": 1.0, "cost": 1e-4, "widths": (32, 32, 32, 32),
            "risk_aversion": 1.0, "learning_rate": 1e-3, "price_paths": (10_000, 100_000)}
 
 
-@struct.dataclass
-class FeatureHedger:
-    """Network hedger reading the columns :data:`_COLUMNS` of the observation features."""
-
-    graphdef: object = struct.field(pytree_node=False)
-    params: object
-
-    def __call__(self, obs):
-        x = nets.observation_features(obs)[..., jnp.asarray(_COLUMNS)]
-        return nets.apply(self.graphdef, self.params, x)[..., 0]
-
-
-@dataclasses.dataclass(frozen=True)
-class PfhedgeInputsDeepHedging(DeepHedging):
+def pfhedge_agent(n_paths: int = EXAMPLE["n_paths"]) -> DeepHedging:
     """:class:`DeepHedging` with pfhedge's inputs and network (free hedge, no band)."""
-
-    env: EnvConfig = EnvConfig(market="gbm", n_steps=EXAMPLE["n_steps"])
-    n_paths: int = EXAMPLE["n_paths"]
-    widths: tuple[int, ...] = EXAMPLE["widths"]
-    objective: str = "entropic"
-    risk_aversion: float = EXAMPLE["risk_aversion"]
-    learning_rate: float = EXAMPLE["learning_rate"]
-
-    def _network(self, key) -> nnx.Module:
-        return nets.MLP(len(_COLUMNS), 1, self.widths, rngs=nnx.Rngs(params=key))
-
-    def _hedger(self, graphdef, params) -> FeatureHedger:
-        return FeatureHedger(graphdef=graphdef, params=params)
+    return DeepHedging(env=EnvConfig(market="gbm", n_steps=EXAMPLE["n_steps"]),
+                       n_paths=n_paths, widths=EXAMPLE["widths"], objective="entropic",
+                       risk_aversion=EXAMPLE["risk_aversion"],
+                       learning_rate=EXAMPLE["learning_rate"],
+                       features=tuple(PFHEDGE_INPUTS.values()))
 
 
 def pfhedge_hparams(agent: DeepHedging):
@@ -92,7 +64,7 @@ def measure(n_paths: int = EXAMPLE["n_paths"], price_paths=EXAMPLE["price_paths"
             repeats: int = 5) -> dict:
     """Compiled train step, validation pass and price passes, best of ``repeats`` each
     (compile times apart). ``epoch_s`` = train step + validation, as one pfhedge epoch."""
-    agent = PfhedgeInputsDeepHedging(n_paths=n_paths)
+    agent = pfhedge_agent(n_paths=n_paths)
     hp = pfhedge_hparams(agent)
     key = jax.random.key(0)
     state = agent.init(key, hp)

@@ -82,7 +82,7 @@ def profile(fn, args, out_dir: Path, n_runs: int = 3) -> dict:
 
 def main(argv=None) -> int:
     from jaxhedge.agents.adaptive_qlbs import AdaptiveQLBS
-    from jaxhedge.bench.pfhedge_match import PfhedgeInputsDeepHedging, pfhedge_hparams
+    from jaxhedge.bench.pfhedge_match import pfhedge_agent, pfhedge_hparams
     from jaxhedge.train.jobs import load_job
     from jaxhedge.runinfo import atomic_write_json, run_metadata
 
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/profile"))
     args = p.parse_args(argv)
     key = jax.random.key(0)
-    dh = PfhedgeInputsDeepHedging(n_paths=1000)
+    dh = pfhedge_agent(n_paths=1000)
     dh_hp = pfhedge_hparams(dh)
     aq, aq_hp = load_job("adaptive-qlbs", "paper").build()
     aq = AdaptiveQLBS(**{**{f: getattr(aq, f) for f in aq.__dataclass_fields__},
