@@ -15,6 +15,10 @@ multiplier 1, and as ``position`` (the previous hedge per short option) the unde
 current holding allocated to its positions in proportion to their BS-delta hedges
 (``holding * delta_i / sum_j(-q_j m_j delta_j)``; the BS delta where that sum is 0).
 
+:func:`advise_observations` is the same decision step (:func:`guarded_hedge`: the bundle's
+hedge behind the position guards) on observation rows the caller builds itself; the shadow
+replay (:mod:`jaxhedge.serving.shadow`) feeds it the study's observations.
+
 Sign convention: ``quantity > 0`` = the desk is long the options; target shares of a
 position = ``-quantity * multiplier * hedge`` with ``hedge`` that of one short option.
 """

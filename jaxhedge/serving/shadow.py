@@ -38,7 +38,7 @@ from jaxhedge.serving.advisor import advise_observations
 from jaxhedge.serving.bundle import Bundle, load_bundle
 
 __all__ = ["ShadowResult", "shadow_replay", "SHADOW_COLUMNS", "OVERRIDE_COLUMNS",
-           "bundle_surface", "shadow_arguments", "run_shadow"]
+           "bundle_surface", "episode_frame", "shadow_arguments", "run_shadow"]
 
 METRICS = ["rmse", "avg_cost", "shortfall_prob", "es_5", "es_10", "n_hedges"]
 SHADOW_COLUMNS = (["period", "asset", "bucket_days", "target_moneyness", "model", "mode"]
@@ -52,8 +52,9 @@ GUARDS = ("ood", "sanity", "distance")
 class ShadowResult:
     """rows: one per slice (SHADOW_COLUMNS); overrides: one per guarded decision
     (OVERRIDE_COLUMNS); slices: per slice the episode count and the skipped start days;
-    positions / results / calibration: per (bucket, target) the (n, T) hedges, the ledger's
-    :class:`~jaxhedge.backtest.BacktestResult` and the calibrated (sigma, mu); days, calls: trading days replayed and
+    positions / results / calibration / episodes: per (bucket, target) the (n, T) hedges,
+    the ledger's :class:`~jaxhedge.backtest.BacktestResult`, the calibrated (sigma, mu) and
+    the :class:`~jaxhedge.data.EpisodeBatch`; days, calls: trading days replayed and
     advisor calls made (one per day)."""
 
     rows: list[dict]
@@ -62,6 +63,7 @@ class ShadowResult:
     positions: dict
     results: dict
     calibration: dict
+    episodes: dict
     days: int
     calls: int
     wall_s: float
@@ -91,6 +93,12 @@ def _static_obs(episodes, sigma, mu, cost) -> np.ndarray:
               col(episodes.q_hat), col(mu), col(sigma), dtype.type(cost) * one, one,
               0 * one, one]
     return np.stack(fields, axis=-1).astype(np.float32)
+
+
+def _flag_names(flags, r) -> list[str]:
+    """``ood:<input>`` for each input out of the card's range, then sanity, distance."""
+    ood = [k[4:] for k in sorted(flags) if k.startswith("ood_") and flags[k][r]]
+    return [f"ood:{k}" for k in ood] + [k for k in GUARDS[1:] if flags[k][r]]
 
 
 def shadow_replay(bundle, pdata, surface, *, slices=None, cost: float = 4e-3,
@@ -128,7 +136,7 @@ def shadow_replay(bundle, pdata, surface, *, slices=None, cost: float = 4e-3,
                       fit.mu))
 
     if not built:
-        return ShadowResult([], [], info, {}, {}, {}, 0, 0, time.perf_counter() - t0)
+        return ShadowResult([], [], info, {}, {}, {}, {}, 0, 0, time.perf_counter() - t0)
     # one flat table of decisions (slice j, episode i, date t), grouped by calendar day
     parts = []
     for j, (_, e, obs, d, _, _) in enumerate(built):
@@ -141,15 +149,15 @@ def shadow_replay(bundle, pdata, surface, *, slices=None, cost: float = 4e-3,
     order = np.lexsort((ep, day))  # by day: an episode has one rebalancing date per day
     held = np.zeros(first[-1], np.float32)
     used, agent, bs = (np.zeros(len(x), np.float32) for _ in range(3))
-    flags = {k: np.zeros(len(x), bool) for k in GUARDS}
+    flags: dict[str, np.ndarray] = {}
     days, calls = np.unique(day), 0
     for rows in np.split(order, np.searchsorted(day[order], days)[1:]):
         x[rows, 10] = held[ep[rows]]  # each policy's own previous (guarded) position
         dec = advise_observations(bundle, x[rows], limits)
         calls += 1
         used[rows], agent[rows], bs[rows] = dec["used_hedge"], dec["agent_hedge"], dec["bs_delta"]
-        for k in GUARDS:
-            flags[k][rows] = dec["flags"][k]
+        for k, v in dec["flags"].items():  # ood, sanity, distance and ood_<input>
+            flags.setdefault(k, np.zeros(len(x), bool))[rows] = v
         held[ep[rows]] = used[rows]
 
     rows_out, overrides, positions, results = [], [], {}, {}
@@ -175,15 +183,33 @@ def shadow_replay(bundle, pdata, surface, *, slices=None, cost: float = 4e-3,
             overrides.append({
                 "date": str(np.datetime64(int(day[r]), "D")), "bucket_days": bucket,
                 "target_moneyness": target, "start_date": e.start_dates[i],
-                "expiry": e.expiries[i], "flags": "|".join(k for k in GUARDS if flags[k][r]),
+                "expiry": e.expiries[i], "flags": "|".join(_flag_names(flags, r)),
                 "agent_hedge": float(agent[r]), "bs_delta": float(bs[r]),
                 "used_hedge": float(used[r])})
-    calibration = {b[0]: (np.asarray(b[4]), np.asarray(b[5])) for b in built}
     return ShadowResult(rows_out, sorted(overrides, key=lambda o: o["date"]), info, positions,
-                        results, calibration, int(len(days)), calls, time.perf_counter() - t0)
+                        results, {b[0]: (np.asarray(b[4]), np.asarray(b[5])) for b in built},
+                        {b[0]: b[1] for b in built}, int(len(days)), calls,
+                        time.perf_counter() - t0)
+
+
+def episode_frame(res: ShadowResult) -> pd.DataFrame:
+    """One row per episode: slice, start day, expiry, terminal P&L and cost (the
+    ledger's, in the episodes' precision)."""
+    frames = []
+    for (bucket, target), r in res.results.items():
+        e = res.episodes[(bucket, target)]
+        frames.append(pd.DataFrame({
+            "bucket_days": bucket, "target_moneyness": target,
+            "start_date": list(e.start_dates), "expiry": list(e.expiries),
+            "pnl": np.asarray(r.pnl), "cost": np.asarray(r.cost)}))
+    cols = ["bucket_days", "target_moneyness", "start_date", "expiry", "pnl", "cost"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
 # ----------------------------------------------------------------------------- the surface
+_SURFACES: dict[tuple, object] = {}
+
+
 def bundle_surface(bundle: Bundle, run_dir=None):
     """The calibration surface of ``bundle``'s agent: ``agent_price_fn`` at eps = 0 (as the
     study's :mod:`jaxhedge.reproduce.agents`) of the run it was exported from (``run_dir``,
@@ -200,13 +226,17 @@ def bundle_surface(bundle: Bundle, run_dir=None):
             raise ValueError(f"--run: bundle {bundle.path} names no source run (a "
                              f"{bundle.card.get('kind', 'classical')} bundle); give the run it "
                              f"was exported from (its price surface calibrates sigma, mu)")
+    key = (bundle.sha, str(Path(run_dir).resolve()), member)
+    if key in _SURFACES:  # the same object: fit_surface compiles once per surface (static arg)
+        return _SURFACES[key]
     agent, hparams, state = load_trained(run_dir, member)
     params = jax.tree.map(np.asarray, {"hedger": agent.hedger(state, hparams), "state": state,
                                        "hparams": hparams})
     if params_sha256(_leaves(params)[0]) != bundle.card.get("params_sha256"):
         raise ValueError(f"--run: {run_dir} member {member} is not the run bundle "
                          f"{bundle.path} was exported from (params sha256 differs)")
-    return agent_price_fn(agent, state, cost=0.0)
+    _SURFACES[key] = agent_price_fn(agent, state, cost=0.0)
+    return _SURFACES[key]
 
 
 # ----------------------------------------------------------------------------- the command
@@ -229,7 +259,7 @@ def shadow_arguments(p) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a study config field, e.g. x64=false")
     p.add_argument("--out", type=Path, default=None,
-                   help="also write shadow.csv, overrides.csv and shadow.json here")
+                   help="also write shadow.csv, pnl.csv, overrides.csv and shadow.json here")
 
 
 def _slices(text):
@@ -306,11 +336,12 @@ def run_shadow(args) -> int:
         atomic_write_text(args.out / "shadow.csv", table.to_csv(index=False))
         atomic_write_text(args.out / "overrides.csv", pd.DataFrame(
             res.overrides, columns=OVERRIDE_COLUMNS).to_csv(index=False))
+        atomic_write_text(args.out / "pnl.csv", episode_frame(res).to_csv(index=False))
         atomic_write_json(args.out / "shadow.json", {
             "bundle": str(bundle.path), "bundle_sha": bundle.sha, "agent": bundle.card["agent"],
             "asset": asset, "period": period, "config": dataclasses.asdict(config),
             "limits": None if limits is None else dataclasses.asdict(limits),
             "slices": res.slices, "days": res.days, "advisor_calls": res.calls,
             "overridden": n_over, "wall_s": res.wall_s, **run_metadata()})
-        print(f"wrote {args.out}/shadow.csv, overrides.csv, shadow.json")
+        print(f"wrote {args.out}/shadow.csv, pnl.csv, overrides.csv, shadow.json")
     return 0

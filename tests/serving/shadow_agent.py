@@ -1,14 +1,16 @@
 """``MixAgent``: a protocol agent whose hedge depends on EVERY observation field.
 
-The hedge is the BS delta at ``vol * (1 + 0.2 tanh(z))``, ``z`` a small fixed-weight
-network (4 tanh units) of all eleven :class:`~jaxhedge.env.Observation` fields (spot, strike, tau, elapsed, rate,
-q, drift, vol, cost, cost multiplier, previous position): a shadow replay that fed any field
-differently from the study's policy mode would hedge differently. The hedge stays in the
-call's sanity range ``[0, e^{-q tau}]`` (a BS delta) and within ~0.1 of the BS delta, so no
-guardrail trips on the real episodes. Its price (the calibration surface) is BS at sigma
-plus a drift-dependent level, so both inputs (sigma, mu) are identified. ``update`` leaves
-the state as it is (the trainer can run it, nothing is learned); it lives in its own module
-so a run directory can rebuild it (:mod:`jaxhedge.codec`).
+The hedge is the BS delta at ``vol * (1 + 0.25 tanh(z))``, ``z`` a small fixed-weight
+network (4 tanh units) of all eleven :class:`~jaxhedge.env.Observation` fields (spot,
+strike, tau, elapsed, rate, q, drift, vol, cost, cost multiplier, previous position): a
+shadow replay that fed any field differently from the study's policy mode would hedge
+differently. The hedge is a BS delta (inside the call's sanity range) within ~0.1 of the BS
+delta at ``vol``, so no guardrail trips on the real episodes. Its arithmetic is written so
+that XLA compiles it to the same bits in the study's program and in the bundle (see
+``MixHedger``). Its price (the calibration surface) is BS at sigma plus a drift-dependent
+level, so both inputs (sigma, mu) are identified. ``update`` leaves the state as it is (the
+trainer can run it, nothing is learned); it lives in its own module so a run directory can
+rebuild it (:mod:`jaxhedge.codec`).
 """
 from __future__ import annotations
 
@@ -30,15 +32,20 @@ class MixHedger:
     w2: jnp.ndarray
 
     def __call__(self, obs):
-        x = (obs.spot, obs.strike, obs.time_to_maturity, obs.elapsed, obs.rate,
-             obs.div_yield, obs.drift, obs.vol, 100 * obs.cost, obs.cost_multiplier,
-             obs.position)
-        # written out elementwise, no matmul: XLA's CPU dot rounds a row differently with the
-        # batch shape (docs/desk.md "Shadow replay"), elementwise code does not
-        hidden = [jnp.tanh(sum(self.w1[k, j] * v for k, v in enumerate(x)) + self.b1[j])
-                  for j in range(self.w1.shape[1])]
+        # strike, cost and cost multiplier first: they are constants of the study's compiled
+        # policy (its inputs 1, eps, 1), which XLA may fold; summed first, in this order,
+        # they fold to the value the bundle computes at run time. Power-of-two weights make
+        # every product exact, so no fused multiply-add changes a bit (docs/desk.md).
+        x = (obs.strike, 256 * obs.cost, obs.cost_multiplier, obs.spot, obs.time_to_maturity,
+             obs.elapsed, obs.rate, obs.div_yield, obs.drift, obs.vol, obs.position)
+        hidden = []
+        for j in range(self.w1.shape[1]):
+            pre = self.w1[0, j] * x[0] + self.w1[1, j] * x[1] + self.w1[2, j] * x[2] + self.b1[j]
+            for k in range(3, len(x)):
+                pre = pre + self.w1[k, j] * x[k]
+            hidden.append(jnp.tanh(pre))
         z = sum(self.w2[j] * h for j, h in enumerate(hidden))
-        vol = obs.vol * (1 + 0.2 * jnp.tanh(z))
+        vol = obs.vol * (1 + 0.25 * jnp.tanh(z))
         return pricing.bs_delta(obs.spot, obs.strike, obs.time_to_maturity, obs.rate, vol,
                                 obs.div_yield)
 
@@ -62,10 +69,14 @@ class MixAgent:
 
     def init(self, key, hp):
         del key  # fixed weights: the test oracle is the study, not a trained network
-        k1, k2, k3 = jax.random.split(jax.random.key(self.seed), 3)
-        return {"w1": 0.7 * jax.random.normal(k1, (11, 4)),
-                "b1": 0.1 * jax.random.normal(k2, (4,)),
-                "w2": 0.5 * jax.random.normal(k3, (4,))}
+        k1, k2, k3, k4 = jax.random.split(jax.random.key(self.seed), 4)
+
+        def pow2(k, shape, lo, hi):  # +-2^e, e uniform in [lo, hi]
+            e = jax.random.randint(k, shape, lo, hi + 1).astype(jnp.float32)
+            return jnp.where(jax.random.bernoulli(k4, 0.5, shape), 1.0, -1.0) * 2.0 ** e
+
+        return {"w1": pow2(k1, (11, 4), -3, 0), "b1": pow2(k2, (4,), -4, -2),
+                "w2": pow2(k3, (4,), -2, 0)}
 
     def update(self, key, state, hp):
         return state, {"loss": jnp.float32(0.0)}
