@@ -46,6 +46,7 @@ SHADOW_COLUMNS = (["period", "asset", "bucket_days", "target_moneyness", "model"
 OVERRIDE_COLUMNS = ["date", "bucket_days", "target_moneyness", "start_date", "expiry",
                     "flags", "agent_hedge", "bs_delta", "used_hedge"]
 GUARDS = ("ood", "sanity", "distance")
+OUTPUT_FILES = ("shadow.csv", "pnl.csv", "overrides.csv", "shadow.json")
 
 
 @dataclasses.dataclass
@@ -296,6 +297,7 @@ def run_shadow(args) -> int:
     from jaxhedge.reproduce.command import default_data_dir
     from jaxhedge.reproduce.config import load_study_config
     from jaxhedge.serving import guardrails as gr
+    from jaxhedge.validate import check_output_dir
 
     asset = _choice("--asset", args.asset, ASSETS)
     period = _choice("--period", args.period, tuple(PERIODS))
@@ -304,8 +306,8 @@ def run_shadow(args) -> int:
     if not Path(data).is_dir():
         raise ValueError(f"--data: no directory at {data} (give the folder holding the shared "
                          f"option files, or set $JAXHEDGE_DATA_DIR)")
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out: {args.out} exists and is not a directory")
+    if args.out is not None:  # writable, not a system directory, no directory in the way
+        check_output_dir("--out", args.out, OUTPUT_FILES)
     config = load_study_config(args.config, args.overrides)
     limits = gr.load_limits(args.limits) if args.limits is not None else None
     bundle = load_bundle(args.bundle)

@@ -117,6 +117,7 @@ def test_a_tripped_guardrail_is_counted_and_changes_the_hedge(setup):
     (["--data", "/nonexistent/options"], "--data"),
     (["--bundle", "/nonexistent/bundle"], "bundle /nonexistent/bundle"),
     (["--set", "cost=2"], "cost"),
+    (["--out", "/proc/jaxhedge"], "--out"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, field, tmp_path, capsys):
     base = {"--bundle": str(tmp_path / "b"), "--data": str(tmp_path), "--asset": "spy",
