@@ -216,7 +216,7 @@ def bundle_surface(bundle: Bundle, run_dir=None):
     study's :mod:`jaxhedge.reproduce.agents`) of the run it was exported from (``run_dir``,
     else the card's ``source``); ValueError unless that run's parameters are the bundle's."""
     from jaxhedge.calibrate.surface import agent_price_fn
-    from jaxhedge.runs import load_trained
+    from jaxhedge.runs import RunDirError, load_trained
     from jaxhedge.serving.bundle import _leaves, params_sha256
 
     source = bundle.card.get("source") or {}
@@ -230,7 +230,10 @@ def bundle_surface(bundle: Bundle, run_dir=None):
     key = (bundle.sha, str(Path(run_dir).resolve()), member)
     if key in _SURFACES:  # the same object: fit_surface compiles once per surface (static arg)
         return _SURFACES[key]
-    agent, hparams, state = load_trained(run_dir, member)
+    try:
+        agent, hparams, state = load_trained(run_dir, member)
+    except RunDirError as err:
+        raise ValueError(f"--run: {str(err).splitlines()[0]}") from None
     params = jax.tree.map(np.asarray, {"hedger": agent.hedger(state, hparams), "state": state,
                                        "hparams": hparams})
     if params_sha256(_leaves(params)[0]) != bundle.card.get("params_sha256"):

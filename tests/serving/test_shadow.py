@@ -135,3 +135,14 @@ def test_a_bundle_without_a_source_run_is_refused(delta_bundle, tmp_path, capsys
                  "--asset", "spy", "--period", "2025q2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --run:") and "\n" not in err
+
+
+def test_a_run_that_is_not_the_bundles_is_refused(setup, delta_bundle, capsys):
+    """``--run`` must be the run the bundle was exported from (params sha256), and exist."""
+    base = ["shadow", "--bundle", str(delta_bundle), "--data", str(setup["data"]), "--asset",
+            "spy", "--period", "2025q2", "--run"]
+    for run, needle in [(setup["root"] / "run", "params sha256 differs"),
+                        (setup["root"] / "nope", "no checkpoint found")]:
+        assert main([*base, str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --run:") and needle in err and "\n" not in err
