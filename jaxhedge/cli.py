@@ -391,6 +391,24 @@ def _cmd_desk(name, args) -> int:
         raise BadInput(str(err).splitlines()[0]) from None
 
 
+def _add_shadow(sub):
+    from jaxhedge.serving.shadow import shadow_arguments
+
+    p = sub.add_parser("shadow", help="replay the study's real SPY/XOP episodes through a "
+                                      "bundle's advisor, day by day, and score them")
+    shadow_arguments(p)
+    p.set_defaults(func=_cmd_shadow)
+
+
+def _cmd_shadow(args) -> int:
+    from jaxhedge.serving.shadow import run_shadow
+
+    try:
+        return run_shadow(args)
+    except ValueError as err:  # unknown asset/period/slice, bad bundle, run or data: one line
+        raise BadInput(str(err).splitlines()[0]) from None
+
+
 def _add_check(sub):
     p = sub.add_parser("check", help="run the sanity gates on a trained run "
                                      "(exit 0 pass, 1 fail; a table of every check)")
@@ -450,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep(sub)
     _add_reproduce(sub)
     _add_desk(sub)
+    _add_shadow(sub)
     _add_bench(sub)
     _add_check(sub)
     return parser

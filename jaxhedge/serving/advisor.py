@@ -15,6 +15,10 @@ multiplier 1, and as ``position`` (the previous hedge per short option) the unde
 current holding allocated to its positions in proportion to their BS-delta hedges
 (``holding * delta_i / sum_j(-q_j m_j delta_j)``; the BS delta where that sum is 0).
 
+:func:`advise_observations` is the same decision step (:func:`guarded_hedge`: the bundle's
+hedge behind the position guards) on observation rows the caller builds itself; the shadow
+replay (:mod:`jaxhedge.serving.shadow`) feeds it the study's observations.
+
 Sign convention: ``quantity > 0`` = the desk is long the options; target shares of a
 position = ``-quantity * multiplier * hedge`` with ``hedge`` that of one short option.
 """
@@ -41,13 +45,36 @@ def _padded(n: int) -> int:
     return max(8, 1 << max(n - 1, 0).bit_length())
 
 
+def _ranges(card) -> dict:
+    return {k: (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
+            for k, (lo, hi) in card["training_ranges"].items()}
+
+
+def guarded_hedge(hedge_exported, params, obs, option_ok, ranges, max_distance):
+    """The decision on each row of an ``(n, 12)`` observation matrix (traced).
+
+    The bundle's hedge, the BS delta at the row's own inputs and the position guards of
+    :mod:`jaxhedge.serving.guardrails`: ``(agent_hedge, bs_delta, used_hedge, flags)``.
+    The one decision step of both :func:`advise` (rows built from a book and a snapshot)
+    and :func:`advise_observations` (rows built by the caller: the shadow replay).
+    """
+    (spot, strike, tau, _, rate, q, _, vol, cost, _, _, is_call_f) = (
+        obs[:, i] for i in range(obs.shape[1]))
+    is_call = is_call_f > 0.5
+    bs = pricing.bs_delta(spot, strike, tau, rate, vol, q, is_call)
+    agent = hedge_exported.call(params, obs)
+    feats = {"moneyness": spot / strike, "tau": tau, "sigma": vol, "cost": cost}
+    used, flags = gr.position_guards(agent, bs, is_call, tau, q, feats, ranges, option_ok,
+                                     max_distance)
+    return agent, bs, used, flags
+
+
 def kernel(bundle: Bundle):
     """The jitted whole-book function of ``bundle`` (cached by bundle sha)."""
     if bundle.sha in _KERNELS:
         return _KERNELS[bundle.sha]
     card = bundle.card
-    ranges = {k: (-np.inf if lo is None else float(lo), np.inf if hi is None else float(hi))
-              for k, (lo, hi) in card["training_ranges"].items()}
+    ranges = _ranges(card)
     defaults = card.get("observation_defaults", {})
     drift = float(defaults.get("drift", 0.0))
     maturity = float(defaults.get("maturity", 0.0))
@@ -69,12 +96,10 @@ def kernel(bundle: Bundle):
         ones = jnp.ones_like(spot)
         obs = jnp.stack([spot, strike, tau, elapsed, rate, q, drift * ones, vol, cost, ones,
                          prev, is_call_f], axis=1)
-        agent = hedge_exp.call(params, obs)
+        agent, _, used, flags = guarded_hedge(hedge_exp, params, obs, option_ok > 0.5, ranges,
+                                              max_distance)
         con = jnp.stack([spot, strike, tau, vol, drift * ones, rate, q, cost, is_call_f], axis=1)
         agent_px = price_exp.call(params, con)
-        feats = {"moneyness": spot / strike, "tau": tau, "sigma": vol, "cost": cost}
-        used, flags = gr.position_guards(agent, bs, is_call, tau, q, feats, ranges,
-                                         option_ok > 0.5, max_distance)
         target = -qty * used
         return {"bs_delta": bs, "bs_price": bs_px, "agent_hedge": agent, "agent_price": agent_px,
                 "used_hedge": used, "target": target, "prev_hedge": prev,
@@ -83,6 +108,50 @@ def kernel(bundle: Bundle):
     fn = jax.jit(run)
     _KERNELS[bundle.sha] = fn
     return fn
+
+
+_OBS_KERNELS: dict[str, object] = {}
+# an inert row (valid inputs, in every range a card can have) for padding observation batches
+_OBS_PAD = np.array([1.0, 1.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.2, 0.0, 1.0, 0.0, 1.0], np.float32)
+
+
+def _desk_config(limits) -> gr.DeskConfig:
+    if limits is None:
+        return gr.DeskConfig()
+    return limits if isinstance(limits, gr.DeskConfig) else gr.load_limits(limits)
+
+
+def advise_observations(bundle, obs, limits=None) -> dict:
+    """The decision (:func:`guarded_hedge`) on each row of ``obs``, one compiled call.
+
+    For a caller that builds the policy's observation itself (the shadow replay feeds the
+    study's observation: strike units, calibrated (sigma, mu), its own previous position).
+    ``obs`` is ``(n, 12)`` in :data:`~jaxhedge.serving.bundle.OBS_COLUMNS` order, cast to
+    float32 (the bundle's precision); ``limits`` supplies ``advisor.max_delta_distance``
+    (pre-trade limits act on a book's share orders, not here). Padded to a power of two
+    like :func:`advise`. Returns numpy ``agent_hedge``, ``bs_delta``, ``used_hedge`` (n,)
+    and ``flags`` (name -> bool (n,)).
+    """
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    cfg = _desk_config(limits).advisor
+    obs = np.asarray(obs, np.float32)
+    if obs.ndim != 2 or obs.shape[1] != len(_OBS_PAD):
+        raise ValueError(f"obs: must have shape (n, {len(_OBS_PAD)}) (got {obs.shape})")
+    n, p = len(obs), _padded(len(obs))
+    x = np.tile(_OBS_PAD, (p, 1))
+    x[:n] = obs
+    types = np.where(x[:, -1] > 0.5, "call", "put")
+    option_ok = np.isin(types, bundle.card["options"]) | (np.arange(p) >= n)
+    if bundle.sha not in _OBS_KERNELS:
+        ranges = _ranges(bundle.card)
+        exp = bundle.hedge_exported
+        _OBS_KERNELS[bundle.sha] = jax.jit(
+            lambda params, x, ok, d: guarded_hedge(exp, params, x, ok, ranges, d))
+    agent, bs, used, flags = jax.device_get(_OBS_KERNELS[bundle.sha](
+        list(bundle.params), x, option_ok, np.float32(cfg.max_delta_distance)))
+    return {"agent_hedge": np.asarray(agent)[:n], "bs_delta": np.asarray(bs)[:n],
+            "used_hedge": np.asarray(used)[:n],
+            "flags": {k: np.asarray(v)[:n] for k, v in flags.items()}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,10 +201,7 @@ def advise(bundle, book, snapshot, limits=None, *, now: dt.datetime | None = Non
         snapshot = inputs.parse_snapshot(snapshot)
     elif not isinstance(snapshot, inputs.Snapshot):
         snapshot = inputs.read_snapshot(snapshot)
-    if limits is None:
-        limits = gr.DeskConfig()
-    elif not isinstance(limits, gr.DeskConfig):
-        limits = gr.load_limits(limits)
+    limits = _desk_config(limits)
     if not (np.isfinite(notional_today) and notional_today >= 0):
         raise ValueError(f"notional_today: must be a finite number >= 0 (got {notional_today})")
     now = now or dt.datetime.now(dt.timezone.utc)
