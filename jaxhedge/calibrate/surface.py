@@ -164,9 +164,15 @@ def static_anchor_tau(batch) -> np.ndarray:
 
 
 def _anchor(anchor_tau, batch, dtype):
-    a = static_anchor_tau(batch) if anchor_tau is None else np.asarray(anchor_tau, float)
-    a = np.broadcast_to(a, (batch.n_slices,)) if a.ndim <= 1 and a.size in (
-        1, batch.n_slices) else None
+    if anchor_tau is None:
+        return jnp.asarray(static_anchor_tau(batch), dtype)[:, None]
+    try:
+        a = np.asarray(anchor_tau, float)
+    except (TypeError, ValueError):
+        a = None  # not numeric: reported below
+    if a is not None:
+        a = np.broadcast_to(a, (batch.n_slices,)) if a.ndim <= 1 and a.size in (
+            1, batch.n_slices) else None
     if a is None or not np.all(np.isfinite(a) & (a > 0) & (a <= 5)):
         raise ValueError(f"anchor_tau: must be in (0, 5] years, a scalar or one per slice "
                          f"({batch.n_slices}), got {anchor_tau!r}")

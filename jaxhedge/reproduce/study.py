@@ -32,7 +32,8 @@ import pandas as pd
 from jaxhedge.reproduce.config import MODEL_LABELS, StudyConfig
 
 __all__ = ["StudyRequest", "run_study", "load_inputs", "drop_rows", "static_part", "hedging_part", "policy_positions",
-           "surface_delta_fn", "STATIC_COLUMNS", "HEDGING_COLUMNS"]
+           "surface_delta_fn", "fit_agent_surface", "surface_label", "STATIC_COLUMNS",
+           "HEDGING_COLUMNS"]
 
 STATIC_COLUMNS = ["period", "asset", "bucket_days", "group", "model", "fit", "ivrmse_x1e3",
                   "n_days", "surface_loss"]
