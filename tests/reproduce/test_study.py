@@ -132,7 +132,7 @@ def test_reproduce_trains_missing_agents_and_runs_both_modes(synthetic_data_dir,
     assert main(argv + smoke) == 0
     hedging = pd.read_csv(out / "hedging.csv")
     modes = hedging.groupby("model")["mode"].apply(set).to_dict()
-    assert modes == {"BS": {"surface-delta"}, "QLBS": {"surface-delta", "policy"},
+    assert modes == {"BS": {"surface-delta"}, "AQLBS": {"surface-delta", "policy"},
                      "RLOP": {"surface-delta", "policy"}}
     assert np.isfinite(hedging[["rmse", "avg_cost", "es_5"]].to_numpy()).all()
     static = pd.read_csv(out / "static_ivrmse.csv")
