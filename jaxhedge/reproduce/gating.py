@@ -26,8 +26,9 @@ __all__ = ["AgentGates", "gate_agents", "display_name", "bound_counts",
 #: (the authors' sigmoid transform reaches a bound only asymptotically, so "equal" is never
 #: seen; 1e-3 of (0.01, 3) is sigma < 0.013, a vol no SPY/XOP slice trades at)
 BOUND_RTOL = 1e-3
-#: the gate entry of a model that is not a trained agent (BS, JD, SV: closed forms)
-NOT_GATED = "n/a"
+#: the gate entry of a model that is not a trained agent (BS, JD, SV: closed forms); not
+#: "n/a", which pandas reads back as NaN
+NOT_GATED = "not gated"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,13 @@ For every asset x period (METHODS §5):
   anchor-expiry slice (one vmapped call per model) and hedged on the realized path by
   :func:`jaxhedge.backtest.backtest`, in ``surface-delta`` mode (every model: delta of the
   calibrated price function at fixed parameters) and, for QLBS / RLOP, ``policy`` mode
-  (the trained policy network's hedge, fed the calibrated (sigma, mu)).
+  (the trained policy network's hedge, fed the calibrated (sigma, mu)). Every row carries
+  the directional columns and the paired block-bootstrap CIs of its difference to BS on
+  the same episodes (:mod:`.versus_bs`).
+
+Before any of it, every RL agent goes through the sanity gates (:mod:`.gating`); a
+failing one is marked in every table and legend and not ranked (:mod:`.summary`). RL
+surface fits sitting on a bound of their (sigma, mu) box are counted per bucket / slice.
 
 Outputs (all written atomically) are listed in :func:`run_study`. Python loops here run
 over assets, periods, slices and models (at most 2 x 2 x 6 x 5); every loop over days,
@@ -187,7 +193,7 @@ class SliceOutcome:
 
 
 def gate_cell(model: str, agents: dict, labels: dict) -> str:
-    """The ``gate`` column: "pass", "GATE FAILED: <checks>", or "n/a" (a closed form)."""
+    """The ``gate`` column: "pass", "GATE FAILED: <checks>", or "not gated" (a closed form)."""
     if model not in agents:
         return NOT_GATED
     return labels.get(model, "") or "pass"

@@ -63,7 +63,8 @@ def judge(hedging: pd.DataFrame) -> pd.DataFrame:
         directional = bool(abs(r["hedge0"] - r["bs_hedge0"]) > DIRECTIONAL_SHARES
                            or abs(r["pnl_beta"] - r["bs_pnl_beta"]) > DIRECTIONAL_SHARES)
         rows.append({**{k: r[k] for k in SLICE[:3]},
-                     "target_moneyness": f"{float(r['target_moneyness']):.2f}", "model": r["model"], "mode": r["mode"],
+                     "target_moneyness": f"{float(r['target_moneyness']):.2f}",
+                     "model": r["model"], "mode": r["mode"],
                      "better": "+".join(better), "worse": "+".join(worse), "verdict": verdict,
                      "directional": directional,
                      **{f"{m}_ci": ci_text(r[f"d_{m}"], r[f"d_{m}_lo"], r[f"d_{m}_hi"])
@@ -91,7 +92,8 @@ def verdict_markdown(hedging: pd.DataFrame) -> list[str]:
              f"than {DIRECTIONAL_SHARES} shares from BS's (a bet on the market's direction, "
              "not better hedging).", ""]
     if not len(j):
-        return lines + ["No model was compared with BS.", ""]
+        return lines + ["No model was compared with BS (none run beside it, or every other "
+                        "model was excluded above).", ""]
     for (model, mode), g in j.groupby(["model", "mode"], sort=False):
         hedge_wins = g[(g["verdict"] == "beats BS") & ~g["directional"]]
         bets = g[g["verdict"].isin(["beats BS", "mixed"]) & g["directional"]]

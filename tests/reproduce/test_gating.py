@@ -107,7 +107,7 @@ def test_hedging_slice_marks_the_failed_agent_everywhere(one_slice):
     _, res = one_slice
     rows = pd.DataFrame(res.rows, columns=HEDGING_COLUMNS)
     gate = dict(zip(rows["model"] + " " + rows["mode"], rows["gate"]))
-    assert gate == {"BS surface-delta": "n/a", "AQLBS surface-delta": "pass",
+    assert gate == {"BS surface-delta": "not gated", "AQLBS surface-delta": "pass",
                     "AQLBS policy": "pass", "RLOP surface-delta": FAIL, "RLOP policy": FAIL}
     # plot legends (P&L CDF and cost-risk map) carry the mark
     assert f"RLOP (policy) [{FAIL}]" in res.pnls and f"RLOP [{FAIL}]" in res.pnls
@@ -217,8 +217,8 @@ def _tables(fail_model="RLOP"):
     models = ["BS", "JD", "SV", "AQLBS", "RLOP"]
     static_s = dict(zip(models, [1.0, 2.0, 3.0, 4.0, 5.0]))
     hedge_s = dict(zip(models, [1.0, 2.0, 3.0, 4.0, 0.1]))
-    gate = {"BS": "n/a", "JD": "n/a", "SV": "n/a", "AQLBS": "pass", "RLOP": "pass",
-            fail_model: FAIL}
+    gate = {"BS": "not gated", "JD": "not gated", "SV": "not gated", "AQLBS": "pass",
+            "RLOP": "pass", fail_model: FAIL}
     static = pd.DataFrame([{"period": "2020q1", "asset": "spy", "bucket_days": b,
                             "group": "all", "model": m, "ivrmse_x1e3": s, "n_days": 10,
                             "n_fits": 10 if m in ("AQLBS", "RLOP") else np.nan,

@@ -88,7 +88,7 @@ def test_reproduce_command_on_a_black76_chain(synthetic_data_dir, tmp_path):
     assert info["slices"]["spy 2020q1 28d K/F=1.00"]["episodes"] == row["n_hedges"]
     # BS is the reference: its first-day hedge is the BS delta, no difference to itself
     np.testing.assert_array_equal(hedging["hedge0"], hedging["bs_hedge0"])
-    assert hedging["d_rmse"].isna().all() and (hedging["gate"] == "n/a").all()
+    assert hedging["d_rmse"].isna().all() and (hedging["gate"] == "not gated").all()
     assert info["gates"] == {} and info["bootstrap"]["n_boot"] > 0
     assert {"gates", "bootstrap"} <= set(info["timings_s"])
     for f in ("summary.md", "static_ivrmse.md", "hedging.md", "figures/pnl_cdf_spy_2020q1.png",
