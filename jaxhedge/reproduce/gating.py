@@ -131,12 +131,23 @@ def bound_counts(sigma, mu, sigma_bounds, mu_bounds) -> dict[str, int]:
 
 
 def surface_bounds(fit=None) -> tuple:
-    """``(sigma_bounds, mu_bounds)`` of an RL surface fit: the fit's own (if it records
-    them), else :mod:`jaxhedge.calibrate.surface`'s ``SIGMA_BOUNDS`` / ``MU_BOUNDS``
-    (``None`` where the module leaves a direction unbounded)."""
+    """``(sigma_bounds, mu_bounds)`` of an RL surface fit, ``None`` for an unbounded side.
+
+    In order: the fit's own ``sigma_bounds`` / ``mu_bounds`` if it records them; for a fit
+    by the authors' Adam protocol (``fit.method == "authors"``) sigma's sigmoid range
+    ``AUTHORS_SIGMA`` = (lo, scale) and an unbounded mu; for ``"authors-lm"`` that sigma
+    range and the LM box ``MU_BOUNDS``; else :mod:`jaxhedge.calibrate.surface`'s LM box
+    ``SIGMA_BOUNDS`` / ``MU_BOUNDS``.
+    """
     from jaxhedge.calibrate import surface
 
     own = tuple(getattr(fit, f"{n}_bounds", None) for n in ("sigma", "mu"))
     if fit is not None and any(b is not None for b in own):
         return own
-    return getattr(surface, "SIGMA_BOUNDS", None), getattr(surface, "MU_BOUNDS", None)
+    lm = getattr(surface, "SIGMA_BOUNDS", None), getattr(surface, "MU_BOUNDS", None)
+    method = getattr(fit, "method", "lm")
+    sig = getattr(surface, "AUTHORS_SIGMA", None)
+    if method in ("authors", "authors-lm") and sig is not None:
+        sigma = (sig[0], sig[0] + sig[1])
+        return sigma, (None if method == "authors" else lm[1])
+    return lm

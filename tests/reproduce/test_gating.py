@@ -278,3 +278,17 @@ def test_verdict_reads_the_cis_and_flags_directional_wins():
     assert "**RLOP (surface-delta)**: beats BS after costs in 0 of 1 slices" in text
     assert "DIRECTIONAL in 2020q1 spy 14d K/F=1.00" in text
     assert "first-day hedge 0.85 vs BS 0.50" in text
+
+
+def test_surface_bounds_follow_the_fit_method(monkeypatch):
+    """The authors' Adam fit maps sigma = 0.01 + 2 sigmoid(raw) and leaves mu free; their
+    LM variant keeps that sigma range with the LM mu box; a fit recording its box wins."""
+    from jaxhedge.calibrate import surface
+    from jaxhedge.reproduce.gating import surface_bounds
+
+    monkeypatch.setattr(surface, "AUTHORS_SIGMA", (0.01, 2.0), raising=False)
+    fit = types.SimpleNamespace
+    assert surface_bounds(fit(method="authors")) == ((0.01, 2.01), None)
+    assert surface_bounds(fit(method="authors-lm")) == ((0.01, 2.01), surface.MU_BOUNDS)
+    assert surface_bounds(fit(method="lm")) == (surface.SIGMA_BOUNDS, surface.MU_BOUNDS)
+    assert surface_bounds(fit(sigma_bounds=(0.1, 1.0), mu_bounds=None)) == ((0.1, 1.0), None)
