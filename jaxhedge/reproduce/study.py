@@ -41,8 +41,8 @@ from jaxhedge.reproduce.gating import (BOUND_RTOL, NOT_GATED, bound_counts, disp
 from jaxhedge.reproduce.versus_bs import CI_COLUMNS, DIRECTIONAL_COLUMNS
 
 __all__ = ["StudyRequest", "run_study", "load_inputs", "drop_rows", "static_part",
-           "hedging_part", "bound_rows", "gate_cell", "policy_positions", "surface_delta_fn",
-           "STATIC_COLUMNS", "HEDGING_COLUMNS"]
+           "hedging_part", "bound_rows", "gate_cell", "model_of_label", "policy_positions",
+           "surface_delta_fn", "STATIC_COLUMNS", "HEDGING_COLUMNS"]
 
 STATIC_COLUMNS = ["period", "asset", "bucket_days", "group", "model", "ivrmse_x1e3", "n_days",
                   "n_fits", "fits_on_bound", "gate"]
@@ -80,7 +80,7 @@ def _dtype(config: StudyConfig):
 # ----------------------------------------------------------------------------- static
 def static_part(pdata, models, agents: dict, config: StudyConfig,
                 bounds_out: list | None = None) -> pd.DataFrame:
-    """IVRMSE table (the first 7 STATIC_COLUMNS) of one asset-period over all its (day,
+    """IVRMSE table (STATIC_COLUMNS but the last 3) of one asset-period over all its (day,
     bucket) slices. ``bounds_out`` receives one :func:`bound_rows` row per RL model and
     bucket (fits sitting on a bound of their box)."""
     from jaxhedge.calibrate import market_iv, model_iv
@@ -100,29 +100,30 @@ def static_part(pdata, models, agents: dict, config: StudyConfig,
         else:
             ta = agents[m]
             sf = fit_surface(ta.price_fn, batch, n_iter=config.calib_iters, dtype=dtype)
-            _add_bounds(bounds_out, pdata, m, sf, [k[1] for k in batch.keys])
+            _add_bounds(bounds_out, pdata, MODEL_LABELS[m], sf, [k[1] for k in batch.keys])
             prices = surface_prices(ta.price_fn, sf, batch, dtype=dtype)
             ivs[MODEL_LABELS[m]] = np.asarray(model_iv(prices, batch, dtype=dtype))
     table = ivrmse_table(batch, ivs, mkt, key_names=("date", "bucket_days"),
                          period=pdata.period, asset=pdata.asset)
-    return table[STATIC_COLUMNS[:7]]
+    return table[STATIC_COLUMNS[:-3]]  # the study adds the bound counts and gates
 
 
-def bound_rows(pdata, model: str, fit, buckets) -> list[dict]:
-    """One row per bucket: how many of the model's per-slice (sigma, mu) fits of
-    ``pdata`` (one per entry of ``buckets``) sit on a bound (:func:`bound_counts`)."""
+def bound_rows(pdata, label: str, fit, buckets) -> list[dict]:
+    """One row per bucket: how many of the per-slice (sigma, mu) fits of ``pdata`` (one per
+    entry of ``buckets``) of the static table's model ``label`` sit on a bound
+    (:func:`bound_counts`, with the box of the fit's method)."""
     sb, mb = surface_bounds(fit)
     sigma, mu = np.asarray(fit.sigma), np.asarray(fit.mu)
     buckets = np.asarray(buckets)
     return [{"period": pdata.period, "asset": pdata.asset, "bucket_days": int(b),
-             "model": MODEL_LABELS[model], **bound_counts(sigma[buckets == b], mu[buckets == b],
+             "model": label, **bound_counts(sigma[buckets == b], mu[buckets == b],
                                                           sb, mb)}
             for b in sorted(set(buckets.tolist()))]
 
 
-def _add_bounds(out: list | None, pdata, model, fit, buckets):
+def _add_bounds(out: list | None, pdata, label, fit, buckets):
     if out is not None:
-        out += bound_rows(pdata, model, fit, buckets)
+        out += bound_rows(pdata, label, fit, buckets)
 
 
 # ----------------------------------------------------------------------------- hedging
@@ -190,6 +191,12 @@ class SliceOutcome:
     cost_risk: list[dict]
     report: dict
     bootstrap_s: float = 0.0
+
+
+def model_of_label(label: str) -> str:
+    """Model key of a table label: "AQLBS" and "AQLBS (<fit>)" -> "aqlbs"."""
+    base = str(label).split(" (")[0]
+    return next((m for m, lab in MODEL_LABELS.items() if lab == base), base)
 
 
 def gate_cell(model: str, agents: dict, labels: dict) -> str:
@@ -393,8 +400,7 @@ def _static_frame(tables, bounds, agents, labels) -> pd.DataFrame:
               else pd.DataFrame(columns=keys + ["n", "on_bound"]))
     counts = counts.rename(columns={"n": "n_fits", "on_bound": "fits_on_bound"})
     static = static.merge(counts, on=keys, how="left")
-    key_of = {MODEL_LABELS[m]: m for m in MODEL_LABELS}
-    static["gate"] = [gate_cell(key_of.get(m, m), agents, labels) for m in static["model"]]
+    static["gate"] = [gate_cell(model_of_label(m), agents, labels) for m in static["model"]]
     return static[STATIC_COLUMNS]
 
 
@@ -405,8 +411,7 @@ def _write_tables(out: Path, request, config, static, hedging) -> None:
 
     if "static" in request.parts:
         atomic_write_text(out / "static_ivrmse.csv", static.to_csv(index=False))
-        order = [MODEL_LABELS[m] for m in request.models]
-        atomic_write_text(out / "static_ivrmse.md", static_markdown(static, order))
+        atomic_write_text(out / "static_ivrmse.md", static_markdown(static))
     if "hedging" in request.parts:
         atomic_write_text(out / "hedging.csv", hedging.to_csv(index=False))
         atomic_write_text(out / "hedging.md", hedging_markdown(hedging, config.cost))

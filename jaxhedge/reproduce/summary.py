@@ -132,14 +132,14 @@ def ranked(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~frame["gate"].astype(str).str.startswith("GATE FAILED")]
 
 
-def static_markdown(static: pd.DataFrame, order) -> str:
-    """``static_ivrmse.md``: the IVRMSE table (failed agents' columns marked) and the RL
-    surface fits sitting on a bound."""
+def static_markdown(static: pd.DataFrame) -> str:
+    """``static_ivrmse.md``: the IVRMSE table (models in table order, failed agents'
+    columns marked) and the RL surface fits sitting on a bound."""
     from jaxhedge.reproduce.gating import display_name
 
     wide = static.pivot_table(index=["period", "asset", "bucket_days", "group"],
                               columns="model", values="ivrmse_x1e3", sort=False)
-    wide = wide[[m for m in order if m in wide]]
+    wide = wide[[m for m in static["model"].unique() if m in wide]]
     marks = gated_out(static)
     wide = wide.rename(columns={m: display_name(m, marks.get(m, "")) for m in wide.columns})
     return ("# IVRMSE x1e3 (equal-day average)\n\n" + markdown(wide.reset_index(), "{:.1f}")

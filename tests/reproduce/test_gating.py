@@ -29,7 +29,7 @@ from jaxhedge.reproduce import versus_bs
 from jaxhedge.reproduce.agents import TrainedAgent
 from jaxhedge.reproduce.config import StudyConfig
 from jaxhedge.reproduce.gating import bound_counts, gate_agents
-from jaxhedge.reproduce.study import HEDGING_COLUMNS, bound_rows, hedging_part
+from jaxhedge.reproduce.study import HEDGING_COLUMNS, bound_rows, hedging_part, model_of_label
 from jaxhedge.reproduce.summary import hedging_markdown, summary_markdown
 
 FAIL = "GATE FAILED: hedge_ratio"
@@ -206,9 +206,13 @@ def test_bound_counts_match_a_hand_made_fit():
     fit = SurfaceFit(sigma=jnp.asarray(sigma), mu=jnp.asarray(mu), loss=jnp.zeros(7),
                      n_quotes=jnp.ones(7))
     pdata = types.SimpleNamespace(period="2020q1", asset="spy")
-    rows = bound_rows(pdata, "rlop", fit, [14, 14, 28, 28, 28, 56, 56])
+    rows = bound_rows(pdata, "RLOP (LM)", fit, [14, 14, 28, 28, 28, 56, 56])
     assert [(r["bucket_days"], r["n"], r["on_bound"]) for r in rows] == [
         (14, 2, 2), (28, 3, 3), (56, 2, 1)]
+    assert {r["model"] for r in rows} == {"RLOP (LM)"}
+    # a static row of a second fit method belongs to its agent (and its gate)
+    assert (model_of_label("RLOP (LM)"), model_of_label("AQLBS"), model_of_label("BS")) == (
+        "rlop", "aqlbs", "bs")
 
 
 def _tables(fail_model="RLOP"):
