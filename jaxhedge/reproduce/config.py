@@ -48,12 +48,16 @@ class StudyConfig:
       cost: proportional cost eps of the hedging backtest (METHODS §5.6: 4e-3).
       x64: run calibration and backtests in float64 (agents stay float32 networks).
       calib_iters: Levenberg-Marquardt iterations per start for BS / JD / SV / surfaces.
+      surface_methods: how the RL surfaces are fitted (``calibrate.surface.METHODS``):
+        the first is the one the hedging study uses and is labelled by the model's name in
+        the static table; each further one adds static rows "<MODEL> (<fit>)" side by side.
       aqlbs, rlop: training of the RL agents when ``--agents`` does not provide them.
     """
 
     cost: float = 4e-3
     x64: bool = True
     calib_iters: int = 30
+    surface_methods: tuple[str, ...] = ("authors", "lm")
     aqlbs: AgentTraining = AgentTraining()
     rlop: AgentTraining = AgentTraining()
 
@@ -62,6 +66,13 @@ class StudyConfig:
             raise ValueError(f"cost: must be in [0, 1) (got {self.cost})")
         if not 1 <= self.calib_iters <= 1000:
             raise ValueError(f"calib_iters: must be in [1, 1000] (got {self.calib_iters})")
+        from jaxhedge.calibrate.surface import METHODS
+
+        sm = self.surface_methods
+        if (not isinstance(sm, tuple) or not sm or len(set(sm)) != len(sm)
+                or not set(sm) <= set(METHODS)):
+            raise ValueError(f"surface_methods: must be distinct entries of "
+                             f"{', '.join(METHODS)} (got {sm!r})")
 
 
 def load_study_config(path: str | Path | None = None, overrides=()) -> StudyConfig:

@@ -42,10 +42,11 @@ from jaxhedge.reproduce.versus_bs import CI_COLUMNS, DIRECTIONAL_COLUMNS
 
 __all__ = ["StudyRequest", "run_study", "load_inputs", "drop_rows", "static_part",
            "hedging_part", "bound_rows", "gate_cell", "model_of_label", "policy_positions",
-           "surface_delta_fn", "STATIC_COLUMNS", "HEDGING_COLUMNS"]
+           "surface_delta_fn", "fit_agent_surface", "surface_label", "STATIC_COLUMNS",
+           "HEDGING_COLUMNS"]
 
-STATIC_COLUMNS = ["period", "asset", "bucket_days", "group", "model", "ivrmse_x1e3", "n_days",
-                  "n_fits", "fits_on_bound", "gate"]
+STATIC_COLUMNS = ["period", "asset", "bucket_days", "group", "model", "fit", "ivrmse_x1e3",
+                  "n_days", "surface_loss", "n_fits", "fits_on_bound", "gate"]
 #: per-slice metrics; directional and vs-BS columns (:mod:`.versus_bs`); for RL surfaces the
 #: episodes whose (sigma, mu) fit sits on a bound; the agent's gate verdict
 HEDGING_COLUMNS = ["period", "asset", "bucket_days", "target_moneyness", "model", "mode",
@@ -78,33 +79,77 @@ def _dtype(config: StudyConfig):
 
 
 # ----------------------------------------------------------------------------- static
+#: the ``fit`` column: which objective/optimiser produced each row (METHODS §5.4 asks the
+#: table to say it). BS / JD / SV: bounded Levenberg-Marquardt on the unweighted price SSE.
+FIT_NAMES = {"parametric": "LM", "authors": "authors: Adam", "authors-lm": "authors inputs: LM",
+             "lm": "LM"}
+_FIT_TAGS = {"authors": "authors", "authors-lm": "authors-LM", "lm": "LM"}
+
+
+def surface_label(model: str, method: str, config: StudyConfig) -> str:
+    """Static-table name of an RL model fitted by ``method``: the bare name for the first of
+    ``config.surface_methods`` (the fit the hedging study uses), "<NAME> (<fit>)" else."""
+    name = MODEL_LABELS[model]
+    return name if method == config.surface_methods[0] else f"{name} ({_FIT_TAGS[method]})"
+
+
+def fit_agent_surface(ta, batch, method: str, config: StudyConfig, anchor_tau=None):
+    """(price_fn, SurfaceFit) of a trained agent's surface on ``batch`` by ``method`` (the
+    authors' friction input and learning rate for their protocol)."""
+    from jaxhedge.calibrate.surface import AUTHORS_LR, fit_surface, method_for
+    from jaxhedge.reproduce.config import AGENT_OF_MODEL
+
+    fn = method_for(ta.price_fn, method)
+    return fn, fit_surface(fn, batch, method, anchor_tau=anchor_tau,
+                           lr=AUTHORS_LR[AGENT_OF_MODEL[ta.model]], n_iter=config.calib_iters,
+                           dtype=_dtype(config))
+
+
 def static_part(pdata, models, agents: dict, config: StudyConfig,
                 bounds_out: list | None = None) -> pd.DataFrame:
     """IVRMSE table (STATIC_COLUMNS but the last 3) of one asset-period over all its (day,
-    bucket) slices. ``bounds_out`` receives one :func:`bound_rows` row per RL model and
-    bucket (fits sitting on a bound of their box)."""
+    bucket) slices. ``bounds_out`` receives one :func:`bound_rows` row per RL fit and
+    bucket (fits sitting on a bound of their box).
+
+    RL models are fitted by every method of ``config.surface_methods`` (rows side by side,
+    labelled by :func:`surface_label`); ``surface_loss`` is their equal-day average of the
+    final fit loss mean(w (C_model/F - C/F)^2) per bucket (NaN for BS / JD / SV, whose
+    objective is the unweighted price SSE).
+    """
     from jaxhedge.calibrate import market_iv, model_iv
     from jaxhedge.calibrate.static import ivrmse_table
-    from jaxhedge.calibrate.surface import fit_surface, surface_prices
+    from jaxhedge.calibrate.surface import surface_prices
     from jaxhedge.data import static_slices
 
     dtype = _dtype(config)
     batch = static_slices(pdata.quotes)
     mkt = np.asarray(market_iv(batch, dtype=dtype))
-    ivs = {}
+    ivs, fits, losses = {}, {}, []
+    buckets = np.asarray([k[1] for k in batch.keys])
     fitters = _fitters()
     for m in models:
         if m in PARAMETRIC:
             fit = fitters[m](batch, n_iter=config.calib_iters, dtype=dtype)
             ivs[MODEL_LABELS[m]] = np.asarray(model_iv(fit, batch, dtype=dtype))
-        else:
-            ta = agents[m]
-            sf = fit_surface(ta.price_fn, batch, n_iter=config.calib_iters, dtype=dtype)
-            _add_bounds(bounds_out, pdata, MODEL_LABELS[m], sf, [k[1] for k in batch.keys])
-            prices = surface_prices(ta.price_fn, sf, batch, dtype=dtype)
-            ivs[MODEL_LABELS[m]] = np.asarray(model_iv(prices, batch, dtype=dtype))
+            fits[MODEL_LABELS[m]] = FIT_NAMES["parametric"]
+            continue
+        for method in config.surface_methods:
+            label = surface_label(m, method, config)
+            fn, sf = fit_agent_surface(agents[m], batch, method, config)
+            _add_bounds(bounds_out, pdata, label, sf, buckets)
+            prices = surface_prices(fn, sf, batch, dtype=dtype)
+            ivs[label] = np.asarray(model_iv(prices, batch, dtype=dtype))
+            fits[label] = FIT_NAMES[method]
+            losses.append(pd.DataFrame({"bucket_days": buckets, "model": label,
+                                        "surface_loss": np.asarray(sf.loss, np.float64)}))
     table = ivrmse_table(batch, ivs, mkt, key_names=("date", "bucket_days"),
                          period=pdata.period, asset=pdata.asset)
+    table["fit"] = table["model"].map(fits)
+    if losses:
+        mean_loss = pd.concat(losses).groupby(["bucket_days", "model"], as_index=False).mean()
+        table = table.merge(mean_loss, on=["bucket_days", "model"], how="left")
+    else:
+        table["surface_loss"] = np.nan
     return table[STATIC_COLUMNS[:-3]]  # the study adds the bound counts and gates
 
 
@@ -127,25 +172,25 @@ def _add_bounds(out: list | None, pdata, label, fit, buckets):
 
 
 # ----------------------------------------------------------------------------- hedging
-_DELTA_FNS: dict[int, Callable] = {}
+_DELTA_FNS: dict[tuple, Callable] = {}
 
 
-def surface_delta_fn(price_fn: Callable) -> Callable:
-    """Central-difference delta (METHODS §5.6 step) of an agent surface at fixed (sigma, mu).
+def surface_delta_fn(price_fn: Callable, method: str = "lm") -> Callable:
+    """Central-difference delta (METHODS §5.6 step) of an agent surface at fixed fitted
+    inputs, C(S, tau) by ``calibrate.surface.path_price_fn(price_fn, method)``.
 
-    ``params`` = (sigma, mu) per episode. The surface is priced on the prepaid forward
-    S e^{-q tau} (the agents train without dividends; ``fit_surface`` does the same), so its
-    spot derivative includes the e^{-q tau} of a dividend-paying underlying. One function
-    object per surface, so the backtest compiles once per agent.
+    ``params`` per episode = ``calibrate.surface.path_params`` (sigma, mu, time scale;
+    (sigma, mu) is enough for ``lm``). ``lm`` prices on the prepaid forward S e^{-q tau}
+    (the agents train without dividends), so its spot derivative includes the e^{-q tau}
+    of a dividend-paying underlying. One function object per (surface, method), so the
+    backtest compiles once per agent.
     """
     from jaxhedge.backtest import fd_delta_fn
+    from jaxhedge.calibrate.surface import path_price_fn
 
-    key = id(price_fn)
+    key = (id(price_fn), method)
     if key not in _DELTA_FNS:
-        def price(spot, tau, strike, rate, q_hat, params):
-            sigma, mu = params
-            return price_fn(sigma, mu, spot * jnp.exp(-q_hat * tau), strike, tau, rate)
-        _DELTA_FNS[key] = fd_delta_fn(price)
+        _DELTA_FNS[key] = fd_delta_fn(path_price_fn(price_fn, method))
     return _DELTA_FNS[key]
 
 
@@ -216,7 +261,7 @@ def hedging_part(pdata, bucket: int, target: float, models, agents: dict,
     the P&L-CDF legend and the cost-risk map (:func:`display_name`).
     """
     from jaxhedge.backtest import backtest, metrics, model_delta_fn
-    from jaxhedge.calibrate.surface import fit_surface
+    from jaxhedge.calibrate.surface import HEDGING_ANCHOR_TAU, path_params
     from jaxhedge.data import build_episodes
     from jaxhedge.reproduce.versus_bs import block_length, start_day_index, versus_bs
 
@@ -268,12 +313,16 @@ def hedging_part(pdata, bucket: int, target: float, models, agents: dict,
                                                 params=fit))
             continue
         ta = agents[m]
-        sf = fit_surface(ta.price_fn, episodes.anchor, n_iter=config.calib_iters, dtype=dtype)
+        method = config.surface_methods[0]
+        fn, sf = fit_agent_surface(ta, episodes.anchor, method, config,
+                                   anchor_tau=HEDGING_ANCHOR_TAU)
         on_bound = bound_counts(sf.sigma, sf.mu, *surface_bounds(sf))["on_bound"]
         out.report.setdefault("fits_on_bound", {})[MODEL_LABELS[m]] = on_bound
         sigma, mu = jnp.asarray(sf.sigma, dtype), jnp.asarray(sf.mu, dtype)
-        record(m, "surface-delta", backtest(episodes, surface_delta_fn(ta.price_fn),
-                                            config.cost, params=(sigma, mu)), on_bound)
+        record(m, "surface-delta", backtest(episodes, surface_delta_fn(fn, method),
+                                            config.cost,
+                                            params=path_params(sf, episodes.tau[:, 0], dtype)),
+               on_bound)
         positions = policy_positions(ta.agent.hedger(ta.state, ta.hparams), episodes, sigma,
                                      mu, config.cost)
         record(m, "policy", backtest(episodes, positions, config.cost), on_bound)

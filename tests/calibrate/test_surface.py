@@ -1,4 +1,5 @@
-"""RL-surface fit: only (σ, μ) move; known closed-form surfaces and a real agent plug in."""
+"""RL-surface fit, ``lm`` method (the quotes' own inputs, bounded LM): only (σ, μ) move;
+known closed-form surfaces and a real agent plug in. The authors' protocol: test_surface_authors.py."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,7 +38,7 @@ def test_recovers_sigma_of_a_drift_free_bs_surface(x64, synth):
     batch = make(6, seed=11)
     sigma = np.array([0.1, 0.2, 0.35, 0.6, 1.0, 2.0])
     batch = with_prices(batch, _prices(bs_surface, batch, sigma, np.zeros(6)))
-    fit = fit_surface(bs_surface, batch, dtype="float64")
+    fit = fit_surface(bs_surface, batch, "lm", dtype="float64")
     np.testing.assert_allclose(fit.sigma, sigma, rtol=1e-6)
     assert np.all(np.asarray(fit.loss) < 1e-14)
     assert np.all(np.abs(np.asarray(fit.mu)) <= 1.0)  # stays in its box
@@ -50,7 +51,7 @@ def test_recovers_sigma_and_mu_of_a_skewed_surface_with_noise(x64, synth):
     mu = np.array([-0.8, -0.5, -0.2, 0.0, 0.3, -0.4])
     clean = _prices(skew_surface, batch, sigma, mu)
     noisy = with_prices(batch, clean, noise=2e-5)
-    fit = fit_surface(skew_surface, noisy, dtype="float64")
+    fit = fit_surface(skew_surface, noisy, "lm", dtype="float64")
     np.testing.assert_allclose(fit.sigma, sigma, rtol=5e-3)
     np.testing.assert_allclose(fit.mu, mu, atol=0.05)
     # the reported loss is METHODS' mean(w (Ĉ/F − C/F)²), w = F²/max(C, 1)
@@ -66,7 +67,13 @@ def test_fit_surface_bad_input(synth):
     with pytest.raises(ValueError, match="price_fn"):
         fit_surface(3.0, batch)
     with pytest.raises(ValueError, match="sigma_bounds"):
-        fit_surface(bs_surface, batch, sigma_bounds=(0.5, 0.1))
+        fit_surface(bs_surface, batch, "lm", sigma_bounds=(0.5, 0.1))
+    with pytest.raises(ValueError, match="method"):
+        fit_surface(bs_surface, batch, "adam")
+    with pytest.raises(ValueError, match="anchor_tau"):
+        fit_surface(bs_surface, batch, anchor_tau=-1.0)
+    with pytest.raises(ValueError, match="lr"):
+        fit_surface(bs_surface, batch, lr=0.0)
     with pytest.raises(ValueError, match="agent"):
         agent_price_fn(object(), None)
 
@@ -81,7 +88,7 @@ def test_trained_agent_surface_plugs_in(synth):
     batch = make(3, seed=13)
     batch = with_prices(batch, _prices(bs_surface, batch, np.array([0.2, 0.3, 0.5]),
                                        np.zeros(3)))
-    fit = fit_surface(fn, batch, n_iter=15)
+    fit = fit_surface(fn, batch, "lm", n_iter=15)
     model = np.asarray(surface_prices(fn, fit, batch))
     assert np.isfinite(model[batch.mask]).all()
     # price head = BS at a latent vol: fitted prices respect the no-arbitrage bounds
