@@ -11,7 +11,13 @@ For every asset x period (METHODS §5):
   anchor-expiry slice (one vmapped call per model) and hedged on the realized path by
   :func:`jaxhedge.backtest.backtest`, in ``surface-delta`` mode (every model: delta of the
   calibrated price function at fixed parameters) and, for QLBS / RLOP, ``policy`` mode
-  (the trained policy network's hedge, fed the calibrated (sigma, mu)).
+  (the trained policy network's hedge, fed the calibrated (sigma, mu)). Every row carries
+  the directional columns and the paired block-bootstrap CIs of its difference to BS on
+  the same episodes (:mod:`.versus_bs`).
+
+Before any of it, every RL agent goes through the sanity gates (:mod:`.gating`); a
+failing one is marked in every table and legend and not ranked (:mod:`.summary`). RL
+surface fits sitting on a bound of their (sigma, mu) box are counted per bucket / slice.
 
 Outputs (all written atomically) are listed in :func:`run_study`. Python loops here run
 over assets, periods, slices and models (at most 2 x 2 x 6 x 5); every loop over days,
@@ -30,15 +36,23 @@ import numpy as np
 import pandas as pd
 
 from jaxhedge.reproduce.config import MODEL_LABELS, StudyConfig
+from jaxhedge.reproduce.gating import (BOUND_RTOL, NOT_GATED, bound_counts, display_name,
+                                      surface_bounds)
+from jaxhedge.reproduce.versus_bs import CI_COLUMNS, DIRECTIONAL_COLUMNS
 
-__all__ = ["StudyRequest", "run_study", "load_inputs", "drop_rows", "static_part", "hedging_part", "policy_positions",
+__all__ = ["StudyRequest", "run_study", "load_inputs", "drop_rows", "static_part",
+           "hedging_part", "bound_rows", "gate_cell", "model_of_label", "policy_positions",
            "surface_delta_fn", "fit_agent_surface", "surface_label", "STATIC_COLUMNS",
            "HEDGING_COLUMNS"]
 
 STATIC_COLUMNS = ["period", "asset", "bucket_days", "group", "model", "fit", "ivrmse_x1e3",
-                  "n_days", "surface_loss"]
+                  "n_days", "surface_loss", "n_fits", "fits_on_bound", "gate"]
+#: per-slice metrics; directional and vs-BS columns (:mod:`.versus_bs`); for RL surfaces the
+#: episodes whose (sigma, mu) fit sits on a bound; the agent's gate verdict
 HEDGING_COLUMNS = ["period", "asset", "bucket_days", "target_moneyness", "model", "mode",
-                   "rmse", "avg_cost", "shortfall_prob", "es_5", "es_10", "n_hedges"]
+                   "rmse", "avg_cost", "shortfall_prob", "es_5", "es_10", "n_hedges",
+                   *DIRECTIONAL_COLUMNS, *CI_COLUMNS, "fits_on_bound", "gate"]
+_METRICS = HEDGING_COLUMNS[6:12]
 PARAMETRIC = ("bs", "jd", "sv")
 
 
@@ -91,8 +105,11 @@ def fit_agent_surface(ta, batch, method: str, config: StudyConfig, anchor_tau=No
                            dtype=_dtype(config))
 
 
-def static_part(pdata, models, agents: dict, config: StudyConfig) -> pd.DataFrame:
-    """IVRMSE table (STATIC_COLUMNS) of one asset-period over all its (day, bucket) slices.
+def static_part(pdata, models, agents: dict, config: StudyConfig,
+                bounds_out: list | None = None) -> pd.DataFrame:
+    """IVRMSE table (STATIC_COLUMNS but the last 3) of one asset-period over all its (day,
+    bucket) slices. ``bounds_out`` receives one :func:`bound_rows` row per RL fit and
+    bucket (fits sitting on a bound of their box).
 
     RL models are fitted by every method of ``config.surface_methods`` (rows side by side,
     labelled by :func:`surface_label`); ``surface_loss`` is their equal-day average of the
@@ -119,6 +136,7 @@ def static_part(pdata, models, agents: dict, config: StudyConfig) -> pd.DataFram
         for method in config.surface_methods:
             label = surface_label(m, method, config)
             fn, sf = fit_agent_surface(agents[m], batch, method, config)
+            _add_bounds(bounds_out, pdata, label, sf, buckets)
             prices = surface_prices(fn, sf, batch, dtype=dtype)
             ivs[label] = np.asarray(model_iv(prices, batch, dtype=dtype))
             fits[label] = FIT_NAMES[method]
@@ -132,7 +150,25 @@ def static_part(pdata, models, agents: dict, config: StudyConfig) -> pd.DataFram
         table = table.merge(mean_loss, on=["bucket_days", "model"], how="left")
     else:
         table["surface_loss"] = np.nan
-    return table[STATIC_COLUMNS]
+    return table[STATIC_COLUMNS[:-3]]  # the study adds the bound counts and gates
+
+
+def bound_rows(pdata, label: str, fit, buckets) -> list[dict]:
+    """One row per bucket: how many of the per-slice (sigma, mu) fits of ``pdata`` (one per
+    entry of ``buckets``) of the static table's model ``label`` sit on a bound
+    (:func:`bound_counts`, with the box of the fit's method)."""
+    sb, mb = surface_bounds(fit)
+    sigma, mu = np.asarray(fit.sigma), np.asarray(fit.mu)
+    buckets = np.asarray(buckets)
+    return [{"period": pdata.period, "asset": pdata.asset, "bucket_days": int(b),
+             "model": label, **bound_counts(sigma[buckets == b], mu[buckets == b],
+                                                          sb, mb)}
+            for b in sorted(set(buckets.tolist()))]
+
+
+def _add_bounds(out: list | None, pdata, label, fit, buckets):
+    if out is not None:
+        out += bound_rows(pdata, label, fit, buckets)
 
 
 # ----------------------------------------------------------------------------- hedging
@@ -199,15 +235,37 @@ class SliceOutcome:
     pnls: dict[str, np.ndarray]
     cost_risk: list[dict]
     report: dict
+    bootstrap_s: float = 0.0
+
+
+def model_of_label(label: str) -> str:
+    """Model key of a table label: "AQLBS" and "AQLBS (<fit>)" -> "aqlbs"."""
+    base = str(label).split(" (")[0]
+    return next((m for m, lab in MODEL_LABELS.items() if lab == base), base)
+
+
+def gate_cell(model: str, agents: dict, labels: dict) -> str:
+    """The ``gate`` column: "pass", "GATE FAILED: <checks>", or "not gated" (a closed form)."""
+    if model not in agents:
+        return NOT_GATED
+    return labels.get(model, "") or "pass"
 
 
 def hedging_part(pdata, bucket: int, target: float, models, agents: dict,
-                 config: StudyConfig) -> SliceOutcome:
-    """Backtest every model on one slice; rows follow HEDGING_COLUMNS."""
+                 config: StudyConfig, labels: dict | None = None) -> SliceOutcome:
+    """Backtest every model on one slice; rows follow HEDGING_COLUMNS.
+
+    BS is always backtested (it is the reference of the directional and paired-bootstrap
+    columns, :mod:`.versus_bs`); its row appears when ``"bs"`` is in ``models``.
+    ``labels``: ``{model: gate label}`` ("" = passed), carried into the ``gate`` column,
+    the P&L-CDF legend and the cost-risk map (:func:`display_name`).
+    """
     from jaxhedge.backtest import backtest, metrics, model_delta_fn
     from jaxhedge.calibrate.surface import HEDGING_ANCHOR_TAU, path_params
     from jaxhedge.data import build_episodes
+    from jaxhedge.reproduce.versus_bs import block_length, start_day_index, versus_bs
 
+    labels = labels or {}
     dtype = _dtype(config)
     episodes, report = build_episodes(pdata.chain, start=pdata.start, end=pdata.end,
                                       bucket_days=bucket, target_km=target, dtype=dtype,
@@ -219,34 +277,55 @@ def hedging_part(pdata, bucket: int, target: float, models, agents: dict,
     if episodes.n_episodes == 0:
         return out
     fitters = _fitters()
+    day = start_day_index(episodes.start_dates, pdata.quotes["date"])
+    n_days = int(pdata.quotes["date"].nunique())
+    block = block_length(np.asarray(episodes.n_hedges), n_days)
+    out.report.update(block_days=block, period_days=n_days)
+    s0 = np.asarray(episodes.spots[:, 0])
+    st = np.asarray(episodes.terminal_spot)
+    bs_fit = fitters["bs"](episodes.anchor, n_iter=config.calib_iters, dtype=dtype)
+    ref = backtest(episodes, model_delta_fn, config.cost, params=bs_fit)
 
-    def record(name, mode, result):
+    def record(m, mode, result, on_bound=None):
+        name = MODEL_LABELS[m]
         met = metrics(result)
+        t0 = time.perf_counter()
+        # BS against itself has no difference to report (NaN CI columns)
+        vs = versus_bs(result, ref, s0, st, day, block, bootstrap=m != "bs")
+        out.bootstrap_s += time.perf_counter() - t0
         out.rows.append({**label, "model": name, "mode": mode,
-                         **{k: met[k] for k in HEDGING_COLUMNS[6:]}})
-        tag = name if mode == "surface-delta" else f"{name} ({mode})"
+                         **{k: met[k] for k in _METRICS}, **vs,
+                         "fits_on_bound": np.nan if on_bound is None else on_bound,
+                         "gate": gate_cell(m, agents, labels)})
+        tag = display_name(name if mode == "surface-delta" else f"{name} ({mode})",
+                           labels.get(m, ""))
         out.pnls[tag] = np.asarray(result.pnl)
         out.cost_risk.append({"model": tag, "avg_cost": met["avg_cost"],
                               "rmse_before_cost": met["rmse_before_cost"]})
 
     for m in models:
-        name = MODEL_LABELS[m]
+        if m == "bs":
+            record(m, "surface-delta", ref)
+            continue
         if m in PARAMETRIC:
             fit = fitters[m](episodes.anchor, n_iter=config.calib_iters, dtype=dtype)
-            record(name, "surface-delta", backtest(episodes, model_delta_fn, config.cost,
-                                                   params=fit))
+            record(m, "surface-delta", backtest(episodes, model_delta_fn, config.cost,
+                                                params=fit))
             continue
         ta = agents[m]
         method = config.surface_methods[0]
         fn, sf = fit_agent_surface(ta, episodes.anchor, method, config,
                                    anchor_tau=HEDGING_ANCHOR_TAU)
+        on_bound = bound_counts(sf.sigma, sf.mu, *surface_bounds(sf))["on_bound"]
+        out.report.setdefault("fits_on_bound", {})[MODEL_LABELS[m]] = on_bound
         sigma, mu = jnp.asarray(sf.sigma, dtype), jnp.asarray(sf.mu, dtype)
-        record(name, "surface-delta", backtest(episodes, surface_delta_fn(fn, method),
-                                               config.cost,
-                                               params=path_params(sf, episodes.tau[:, 0], dtype)))
+        record(m, "surface-delta", backtest(episodes, surface_delta_fn(fn, method),
+                                            config.cost,
+                                            params=path_params(sf, episodes.tau[:, 0], dtype)),
+               on_bound)
         positions = policy_positions(ta.agent.hedger(ta.state, ta.hparams), episodes, sigma,
                                      mu, config.cost)
-        record(name, "policy", backtest(episodes, positions, config.cost))
+        record(m, "policy", backtest(episodes, positions, config.cost), on_bound)
     return out
 
 
@@ -270,15 +349,22 @@ def drop_rows(inputs: dict) -> list[dict]:
 
 
 def run_study(request: StudyRequest, config: StudyConfig, agents: dict, log=print,
-              progress=None, inputs: dict | None = None) -> dict:
+              progress=None, inputs: dict | None = None, gate_spec=None) -> dict:
     """Run the requested parts and write, under ``request.out``:
 
     ``static_ivrmse.csv|.md`` (STATIC_COLUMNS), ``hedging.csv|.md`` (HEDGING_COLUMNS),
-    ``summary.md`` (winners and static-vs-hedging rank correlations),
-    ``figures/pnl_cdf_<asset>_<period>.png`` and ``figures/cost_risk_<asset>_<period>.png``,
-    ``drops.csv`` (file, reason, count: every input row dropped by validation) and
-    ``study.json`` (request, config, agents, per-file drop reports, per-slice episode counts
-    and skip reasons, timings, provenance). Returns the study.json content.
+    ``summary.md`` (excluded agents, fits on a bound, the verdict against BS with CIs,
+    winners and static-vs-hedging rank correlations), ``figures/pnl_cdf_<asset>_<period>.png``
+    and ``figures/cost_risk_<asset>_<period>.png``, ``drops.csv`` (file, reason, count:
+    every input row dropped by validation) and ``study.json`` (request, config, agents and
+    their gate results, per-file drop reports, per-slice episode counts, skip reasons and
+    bootstrap block lengths, surface fits on a bound, timings, provenance). Returns the
+    study.json content.
+
+    Every agent in ``agents`` (trained by ``reproduce`` or loaded from ``--agents``) goes
+    through the sanity gates first (:func:`jaxhedge.reproduce.gating.gate_agents`, with
+    ``gate_spec``); a failing one is marked in every table and legend and left out of
+    winners, rank correlations and the verdict.
 
     ``inputs``: the files already loaded by :func:`load_inputs` (else loaded here, all of
     them before any computation).
@@ -286,20 +372,24 @@ def run_study(request: StudyRequest, config: StudyConfig, agents: dict, log=prin
     ``progress(done, total, label)`` is called after each unit of work.
     """
     from jaxhedge.backtest import SLICES
-    from jaxhedge.data.loader import shared_file
     from jaxhedge.report.paper import cost_risk_map, pnl_cdf_grid
-    from jaxhedge.reproduce.summary import markdown, summary_markdown
-    from jaxhedge.runinfo import atomic_write_json, atomic_write_text, run_metadata
+    from jaxhedge.reproduce.gating import gate_agents
+    from jaxhedge.runinfo import atomic_write_json, atomic_write_text
 
     out = Path(request.out)
     t_start = time.perf_counter()
     combos = [(a, p) for p in request.periods for a in request.assets]
     n_units = len(combos) * (("static" in request.parts) + 6 * ("hedging" in request.parts))
     done = 0
-    static_tables, hedging_rows, slices_info, timings = [], [], {}, {}
+    static_tables, hedging_rows, slices_info, timings, bounds = [], [], {}, {}, []
 
     if inputs is None:
         inputs = load_inputs(request)
+    t0 = time.perf_counter()
+    verdicts = gate_agents(agents, gate_spec)
+    timings["gates"] = time.perf_counter() - t0
+    labels = {m: v.label for m, v in verdicts.items()}
+    boot_s = 0.0
 
     def tick(label):
         nonlocal done
@@ -312,15 +402,18 @@ def run_study(request: StudyRequest, config: StudyConfig, agents: dict, log=prin
         tag = f"{asset} {period}"
         if "static" in request.parts:
             t0 = time.perf_counter()
-            static_tables.append(static_part(pdata, request.models, agents, config))
+            static_tables.append(static_part(pdata, request.models, agents, config,
+                                             bounds_out=bounds))
             timings[f"static {tag}"] = time.perf_counter() - t0
             tick(f"{tag} static fit")
         if "hedging" in request.parts:
             pnls, points = {}, []
             t0 = time.perf_counter()
             for bucket, target in SLICES:
-                res = hedging_part(pdata, bucket, target, request.models, agents, config)
+                res = hedging_part(pdata, bucket, target, request.models, agents, config,
+                                   labels)
                 hedging_rows += res.rows
+                boot_s += res.bootstrap_s
                 slices_info[f"{tag} {bucket}d K/F={target:.2f}"] = res.report
                 if res.pnls:
                     pnls[(bucket, target)] = res.pnls
@@ -332,33 +425,65 @@ def run_study(request: StudyRequest, config: StudyConfig, agents: dict, log=prin
                              title=f"{asset.upper()} {period}: terminal P&L per slice")
                 cost_risk_map(points, out / "figures" / f"cost_risk_{asset}_{period}.png",
                               title=f"{asset.upper()} {period}: cost vs before-cost risk")
+    timings["bootstrap"] = boot_s
 
-    static = (pd.concat(static_tables, ignore_index=True) if static_tables
-              else pd.DataFrame(columns=STATIC_COLUMNS))
+    static = _static_frame(static_tables, bounds, agents, labels)
     hedging = pd.DataFrame(hedging_rows, columns=HEDGING_COLUMNS)
-    if "static" in request.parts:
-        atomic_write_text(out / "static_ivrmse.csv", static.to_csv(index=False))
-        wide = static.pivot_table(index=["period", "asset", "bucket_days", "group"],
-                                  columns="model", values="ivrmse_x1e3", sort=False)
-        wide = wide[[c for c in static["model"].unique() if c in wide]]
-        atomic_write_text(out / "static_ivrmse.md",
-                          "# IVRMSE x1e3 (equal-day average)\n\n"
-                          + markdown(wide.reset_index(), "{:.1f}") + "\n")
-    if "hedging" in request.parts:
-        atomic_write_text(out / "hedging.csv", hedging.to_csv(index=False))
-        atomic_write_text(out / "hedging.md", f"# After-cost hedging (eps = {config.cost:g})\n\n"
-                          + markdown(hedging, "{:.4g}") + "\n")
-    atomic_write_text(out / "summary.md", summary_markdown(static, hedging))
+    _write_tables(out, request, config, static, hedging)
     atomic_write_text(out / "drops.csv", pd.DataFrame(
         drop_rows({c: inputs[c] for c in combos}),
         columns=["file", "reason", "count"]).to_csv(index=False))
-    info = {"request": {k: (str(v) if isinstance(v, Path) else v)
+    info = _study_json(request, config, agents, verdicts, inputs, combos, slices_info,
+                       bounds, timings, t_start)
+    atomic_write_json(out / "study.json", info)
+    return info
+
+
+def _static_frame(tables, bounds, agents, labels) -> pd.DataFrame:
+    """The static rows with the fits-on-bound counts of their bucket and the gate column."""
+    if not tables:
+        return pd.DataFrame(columns=STATIC_COLUMNS)
+    static = pd.concat(tables, ignore_index=True)
+    keys = ["period", "asset", "bucket_days", "model"]
+    counts = (pd.DataFrame(bounds)[keys + ["n", "on_bound"]] if bounds
+              else pd.DataFrame(columns=keys + ["n", "on_bound"]))
+    counts = counts.rename(columns={"n": "n_fits", "on_bound": "fits_on_bound"})
+    static = static.merge(counts, on=keys, how="left")
+    static["gate"] = [gate_cell(model_of_label(m), agents, labels) for m in static["model"]]
+    return static[STATIC_COLUMNS]
+
+
+def _write_tables(out: Path, request, config, static, hedging) -> None:
+    from jaxhedge.reproduce.summary import (hedging_markdown, static_markdown,
+                                            summary_markdown)
+    from jaxhedge.runinfo import atomic_write_text
+
+    if "static" in request.parts:
+        atomic_write_text(out / "static_ivrmse.csv", static.to_csv(index=False))
+        atomic_write_text(out / "static_ivrmse.md", static_markdown(static))
+    if "hedging" in request.parts:
+        atomic_write_text(out / "hedging.csv", hedging.to_csv(index=False))
+        atomic_write_text(out / "hedging.md", hedging_markdown(hedging, config.cost))
+    atomic_write_text(out / "summary.md", summary_markdown(static, hedging))
+
+
+def _study_json(request, config, agents, verdicts, inputs, combos, slices_info, bounds,
+                timings, t_start) -> dict:
+    from jaxhedge.data.loader import shared_file
+    from jaxhedge.reproduce import versus_bs
+    from jaxhedge.runinfo import run_metadata
+
+    return {"request": {k: (str(v) if isinstance(v, Path) else v)
                         for k, v in dataclasses.asdict(request).items()},
             "config": dataclasses.asdict(config),
             "agents": {m: str(a.run_dir) for m, a in agents.items()},
+            "gates": {m: v.as_json() for m, v in verdicts.items()},
+            "surface_bounds": {"rows": bounds, "rtol": BOUND_RTOL},
+            "bootstrap": {"n_boot": versus_bs.N_BOOT, "seed": versus_bs.BOOT_SEED,
+                          "level": versus_bs.LEVEL, "min_blocks": versus_bs.MIN_BLOCKS,
+                          "block": "median n_hedges start days, capped at "
+                                   "period days // min_blocks (per slice in slices)"},
             "drops": {shared_file(".", a, p).name: inputs[(a, p)].report.to_dict()
                       for a, p in combos},
             "slices": slices_info, "timings_s": timings,
             "wall_s": time.perf_counter() - t_start, **run_metadata()}
-    atomic_write_json(out / "study.json", info)
-    return info

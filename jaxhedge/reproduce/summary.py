@@ -2,11 +2,17 @@
 
 Inputs are the two result tables of ``jaxhedge reproduce``:
 
-* static: columns ``period, asset, bucket_days, group, model, ivrmse_x1e3, n_days``;
+* static: columns ``period, asset, bucket_days, group, model, ivrmse_x1e3, n_days`` and,
+  from the study, ``n_fits, fits_on_bound, gate``;
 * hedging: columns ``period, asset, bucket_days, target_moneyness, model, mode, rmse,
-  avg_cost, shortfall_prob, es_5, es_10, n_hedges``.
+  avg_cost, shortfall_prob, es_5, es_10, n_hedges`` and, from the study, the directional
+  and paired-bootstrap columns of :mod:`.versus_bs`, ``fits_on_bound`` and ``gate``.
 
 Every metric here is lower-is-better. Ties share the win (listed together).
+
+Gates: a row whose ``gate`` reads ``GATE FAILED: ...`` is an agent that failed a sanity
+gate. It stays in the tables, marked, but is left out of winners, rank correlations and
+the verdict; ``summary.md`` opens with the excluded agents and the reason.
 
 Rank correlation (decision, documented in experiments/paper/README.md): per period x
 asset, each model gets a static score = its IVRMSE on the ``all`` group averaged over the
@@ -24,6 +30,10 @@ import numpy as np
 import pandas as pd
 
 from jaxhedge.report.tables import frame_markdown
+from jaxhedge.reproduce.verdict import hedging_markdown, verdict_markdown
+
+__all__ = ["spearman", "winners", "rank_correlations", "markdown", "summary_markdown",
+           "gated_out", "ranked", "static_markdown", "hedging_markdown", "bounds_markdown"]
 
 HEDGING_METRICS = ("rmse", "avg_cost", "shortfall_prob", "es_5", "es_10")
 SLICE_COLUMNS = ("period", "asset", "bucket_days", "target_moneyness")
@@ -105,9 +115,66 @@ def markdown(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
     return frame_markdown(frame, floatfmt)
 
 
+def gated_out(*frames: pd.DataFrame) -> dict[str, str]:
+    """``{model: "GATE FAILED: ..."}`` of every failed agent in the tables."""
+    out = {}
+    for f in frames:
+        if "gate" in f:
+            bad = f[f["gate"].astype(str).str.startswith("GATE FAILED")]
+            out.update(dict(zip(bad["model"], bad["gate"])))
+    return out
+
+
+def ranked(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows that may be ranked: every row but those of gate-failed agents."""
+    if "gate" not in frame:
+        return frame
+    return frame[~frame["gate"].astype(str).str.startswith("GATE FAILED")]
+
+
+def static_markdown(static: pd.DataFrame) -> str:
+    """``static_ivrmse.md``: the IVRMSE table (models in table order, failed agents'
+    columns marked) and the RL surface fits sitting on a bound."""
+    from jaxhedge.reproduce.gating import display_name
+
+    wide = static.pivot_table(index=["period", "asset", "bucket_days", "group"],
+                              columns="model", values="ivrmse_x1e3", sort=False)
+    wide = wide[[m for m in static["model"].unique() if m in wide]]
+    marks = gated_out(static)
+    wide = wide.rename(columns={m: display_name(m, marks.get(m, "")) for m in wide.columns})
+    return ("# IVRMSE x1e3 (equal-day average)\n\n" + markdown(wide.reset_index(), "{:.1f}")
+            + "\n" + "\n".join(bounds_markdown(static)))
+
+
+def bounds_markdown(static: pd.DataFrame) -> list[str]:
+    """Lines: per period x asset x bucket x RL model, the (day, bucket) fits on a bound."""
+    if "fits_on_bound" not in static:
+        return []
+    b = static.dropna(subset=["n_fits"]).drop_duplicates(
+        ["period", "asset", "bucket_days", "model"])
+    if not len(b):
+        return []
+    b = b[["period", "asset", "bucket_days", "model", "n_fits", "fits_on_bound"]].copy()
+    b["share"] = b["fits_on_bound"] / b["n_fits"]
+    return ["## RL surface fits sitting on a bound of (sigma, mu)", "",
+            "Per (day, bucket) slice: a fit on a bound reaches the market only at the edge of "
+            "its inputs (counted per model, period, asset, bucket).", "",
+            markdown(b.astype({"n_fits": int, "fits_on_bound": int}), "{:.2f}"), ""]
+
+
 def summary_markdown(static: pd.DataFrame, hedging: pd.DataFrame) -> str:
-    """The ``summary.md`` text: winners per slice per metric and the rank correlations."""
+    """The ``summary.md`` text: agents excluded by the gates, RL fits on a bound, the
+    verdict against BS, winners per slice per metric and the rank correlations."""
     parts = ["# Static IV fit vs after-cost hedging: summary", ""]
+    marks = gated_out(static, hedging)
+    if marks:
+        parts += ["## Excluded from winners, rank correlations and the verdict", ""]
+        parts += [f"- {m}: {why} (kept in the tables, marked)" for m, why in marks.items()]
+        parts.append("")
+    parts += bounds_markdown(static)
+    if len(hedging):
+        parts += verdict_markdown(ranked(hedging))
+    static, hedging = ranked(static), ranked(hedging)
     if len(static):
         sw = winners(static, ["period", "asset", "bucket_days", "group"], ["ivrmse_x1e3"])
         parts += ["## Best static fit (lowest IVRMSE x1e3) per period, asset, bucket, group",
@@ -116,7 +183,8 @@ def summary_markdown(static: pd.DataFrame, hedging: pd.DataFrame) -> str:
         for mode, g in hedging.groupby("mode", sort=True):
             hw = winners(g, list(SLICE_COLUMNS), list(HEDGING_METRICS))
             parts += [f"## Best hedger per slice ({mode} mode; lower is better)", "",
-                      markdown(hw), ""]
+                      "Lowest value, whether or not the difference is significant (the "
+                      "verdict above says which are).", "", markdown(hw), ""]
     if len(static) and len(hedging):
         rc = rank_correlations(static, hedging)
         parts += ["## Does static-fit rank predict hedging rank?", "",
@@ -129,6 +197,7 @@ def summary_markdown(static: pd.DataFrame, hedging: pd.DataFrame) -> str:
                          f"{_fmt(r['rho_es_5'])}, rho(IVRMSE, RMSE) = {_fmt(r['rho_rmse'])}, "
                          f"rho(IVRMSE, cost) = {_fmt(r['rho_avg_cost'])} "
                          f"over {r['n_models']} models.")
+        parts += [f"- {m} left out of these correlations: {why}" for m, why in marks.items()]
         parts.append("")
     return "\n".join(parts)
 

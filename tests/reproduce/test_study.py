@@ -86,6 +86,11 @@ def test_reproduce_command_on_a_black76_chain(synthetic_data_dir, tmp_path):
     info = json.loads((out / "study.json").read_text())
     row = hedging.set_index(["bucket_days", "target_moneyness"]).loc[(28, 1.0)]
     assert info["slices"]["spy 2020q1 28d K/F=1.00"]["episodes"] == row["n_hedges"]
+    # BS is the reference: its first-day hedge is the BS delta, no difference to itself
+    np.testing.assert_array_equal(hedging["hedge0"], hedging["bs_hedge0"])
+    assert hedging["d_rmse"].isna().all() and (hedging["gate"] == "not gated").all()
+    assert info["gates"] == {} and info["bootstrap"]["n_boot"] > 0
+    assert {"gates", "bootstrap"} <= set(info["timings_s"])
     for f in ("summary.md", "static_ivrmse.md", "hedging.md", "figures/pnl_cdf_spy_2020q1.png",
               "figures/cost_risk_spy_2020q1.png"):
         assert (out / f).stat().st_size > 0
@@ -137,6 +142,19 @@ def test_reproduce_trains_missing_agents_and_runs_both_modes(synthetic_data_dir,
     assert np.isfinite(hedging[["rmse", "avg_cost", "es_5"]].to_numpy()).all()
     static = pd.read_csv(out / "static_ivrmse.csv")
     assert np.isfinite(static["ivrmse_x1e3"]).all()
+    info = json.loads((out / "study.json").read_text())
+    for model, label in (("aqlbs", "AQLBS"), ("rlop", "RLOP")):  # gated, and marked if failed
+        want = info["gates"][model]["label"] or "pass"
+        assert set(hedging.loc[hedging.model == label, "gate"]) == {want}
+        assert set(static.loc[static.model == label, "gate"]) == {want}
+        assert (static.loc[static.model == label, "n_fits"] > 0).all()
     sha = json.loads((out / "agents" / "rlop" / "run.json").read_text())["params_sha256"]
     assert main(argv + ["--parts", "static"]) == 0  # reuses out/agents
     assert json.loads((out / "agents" / "rlop" / "run.json").read_text())["params_sha256"] == sha
+    # the --agents fast path is gated too
+    fast = tmp_path / "fast"
+    assert main(["reproduce", "--data", str(synthetic_data_dir), "--out", str(fast),
+                 "--models", "bs,rlop", "--assets", "spy", "--periods", "2020q1", "--parts",
+                 "static", "--agents", str(out / "agents" / "rlop")]) == 0
+    gates = json.loads((fast / "study.json").read_text())["gates"]
+    assert gates["rlop"]["label"] == info["gates"]["rlop"]["label"]
