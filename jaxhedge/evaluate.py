@@ -88,6 +88,8 @@ def evaluate_agent(agent, hparams, state, out, market=None, n_paths=100_000, see
     if not isinstance(n_boot, int) or n_boot < 1:
         raise ValueError(f"boot: must be an integer >= 1 (got {n_boot!r})")
     name = getattr(agent, "name", "agent")
+    if name in BASELINES:  # a trained agent must not replace a baseline's row
+        name = f"{name} (trained)"
     t = time.perf_counter()
     gate_results = check_agent(agent, hparams, state)
     gates_s = time.perf_counter() - t
@@ -130,9 +132,12 @@ def evaluate_agent(agent, hparams, state, out, market=None, n_paths=100_000, see
     print(f"gates {gates_s:.1f}s, paired bootstrap {boot_s:.1f}s")
     out = Path(out)
     timing = {"gates_s": gates_s, "bootstrap_s": boot_s}
+    # strict JSON: a NaN (a slope on one path) or inf becomes null, as in stress.json
+    finite = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+               for k, v in r.items()} for r in rows]
     atomic_write_json(out / "results.json", {
-        **{k: v for k, v in rows[0].items() if k not in ("agent", "market")},
-        "agents": {r["agent"]: r for r in rows}, "run_dir": str(run_dir),
+        **{k: v for k, v in finite[0].items() if k not in ("agent", "market")},
+        "agents": {r["agent"]: r for r in finite}, "run_dir": str(run_dir),
         "market": env.config.market, "premium": float(params.premium), "seed": seed,
         "gates": [gates.as_dict(g) for g in gate_results], "best": best,
         "excluded": excluded, "reference": versus.REFERENCE, "n_boot": n_boot,

@@ -105,6 +105,7 @@ def test_cli_skips_absent_historical_data(tmp_path, monkeypatch, capsys):
     (["--agents", "oracle"], "agents: 'oracle'"),
     (["--paths", "1"], "--paths"),
     (["--steps", "0"], "--steps"),
+    (["--boot", "0"], "--boot"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, args, needle):
     base = {"--agents": ["delta"], "--scenarios": ["calm"], "--paths": ["100"]}

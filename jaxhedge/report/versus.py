@@ -76,23 +76,22 @@ def paired_columns(pnls: list, costs: list, reference: int, key,
              for s, k in (("", "diff"), ("_lo", "lo"), ("_hi", "hi"))} for r in res]
 
 
-def _signed(v, digits):
-    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.{digits}f}"
+def _fmt(v, spec: str) -> str:
+    """``v`` through ``spec``; blank for a missing or NaN value."""
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else spec.format(v)
 
 
 def cells(row: dict) -> dict[str, str]:
     """Display strings of the versus block of one row, keyed as :data:`HEADERS`."""
-    fmt = lambda v, f: "" if v is None or (isinstance(v, float) and math.isnan(v)) \
-        else f.format(v)  # noqa: E731
-    out = {"gate": str(row.get("gate", "")), "hedge_0": fmt(row.get("hedge_0"), "{:.4f}"),
-           "bs_delta_0": fmt(row.get("bs_delta_0"), "{:.4f}"),
-           "pnl_slope": fmt(row.get("pnl_slope"), "{:+.3f}"),
-           "pnl_slope_r2": fmt(row.get("pnl_slope_r2"), "{:.3f}")}
+    out = {"gate": str(row.get("gate", "")), "hedge_0": _fmt(row.get("hedge_0"), "{:.4f}"),
+           "bs_delta_0": _fmt(row.get("bs_delta_0"), "{:.4f}"),
+           "pnl_slope": _fmt(row.get("pnl_slope"), "{:+.3f}"),
+           "pnl_slope_r2": _fmt(row.get("pnl_slope_r2"), "{:.3f}")}
     for m in PAIRED_METRICS:
-        d = _DIGITS[m]
-        diff = _signed(row.get(f"{m}_vs_bs"), d)
-        out[m] = diff and (f"{diff} [{_signed(row.get(f'{m}_vs_bs_lo'), d)}, "
-                           f"{_signed(row.get(f'{m}_vs_bs_hi'), d)}]")
+        spec = f"{{:+.{_DIGITS[m]}f}}"
+        diff = _fmt(row.get(f"{m}_vs_bs"), spec)
+        out[m] = diff and (f"{diff} [{_fmt(row.get(f'{m}_vs_bs_lo'), spec)}, "
+                           f"{_fmt(row.get(f'{m}_vs_bs_hi'), spec)}]")
     return out
 
 
