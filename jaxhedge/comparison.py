@@ -199,7 +199,7 @@ def path_replicates(pnls, costs, key, n_boot: int, batch: int = 16) -> jax.Array
     :func:`resample_indices` drew it in that replicate.
 
     Same definitions as :func:`weighted_stats`, computed without a sort per replicate
-    (the sort made it 3x slower, measured in docs/stress.md): the losses are sorted once,
+    (3x slower with a sort per replicate; docs/stress.md): the losses are sorted once,
     and the ES reads the counts of the largest ``m`` losses only (``m = n`` up to
     :data:`EXACT_TAIL_PATHS` paths, else ``ceil(TAIL_SHARE n)``). That is exact whenever
     those paths carry at least 5% of the replicate (its top 5% then lies among them); a
