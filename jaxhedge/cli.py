@@ -274,21 +274,24 @@ def _add_eval(sub):
     p.add_argument("--member", type=_int_at_least(0), default=0)
     p.add_argument("--risk-aversion", type=_float_in(0, 1e9, lo_open=True), default=1.0,
                    help="Whalley-Wilmott lambda")
+    p.add_argument("--boot", type=_int_at_least(1, 100_000), default=None,
+                   help="bootstrap replicates of the paired differences to BS delta "
+                        "(default: evaluate.N_BOOT = 1000)")
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_eval)
 
 
 def _cmd_eval(args) -> int:
-    from jaxhedge.evaluate import evaluate_run
+    from jaxhedge.evaluate import N_BOOT, OUTPUT_FILES, evaluate_run
 
-    _check_out(args.out, ("results.json", "results.md", "pnl_distribution.png"))
+    _check_out(args.out, OUTPUT_FILES)
     if not (args.run_dir / "checkpoints").is_dir():
         raise BadInput(f"run_dir: no trained run at {args.run_dir}")
     try:
         with _one_line_warnings():
             evaluate_run(args.run_dir, args.out, market=args.market, n_paths=args.paths,
                          seed=args.seed, member=args.member,
-                         risk_aversion=args.risk_aversion)
+                         risk_aversion=args.risk_aversion, n_boot=args.boot or N_BOOT)
     except ValueError as err:
         raise BadInput(str(err).splitlines()[0]) from None
     return 0

@@ -26,7 +26,7 @@ from jaxhedge.train.callbacks import read_metrics
 from jaxhedge.train.runner import RunDirError
 
 __all__ = ["load_trained", "read_run_info", "read_metrics", "evaluation_setup", "check_run",
-           "RunDirError", "params_sha256"]
+           "check_agent", "RunDirError", "params_sha256"]
 
 
 def load_trained(run_dir: str | Path, member: int = 0):
@@ -110,10 +110,15 @@ def check_run(run_dir: str | Path, member: int = 0, spec=None) -> list:
     Returns the :class:`~jaxhedge.gates.GateResult` list in :data:`~jaxhedge.gates.GATES`
     order; an agent without the full protocol fails a ``protocol`` check instead.
     """
+    return check_agent(*load_trained(run_dir, member), spec)
+
+
+def check_agent(agent, hparams, state, spec=None) -> list:
+    """:func:`check_run` for an agent already loaded (``eval`` and ``stress`` gate every
+    agent they load without reading the checkpoint twice)."""
     from jaxhedge import gates
     from jaxhedge.agents.base import missing_methods
 
-    agent, hparams, state = load_trained(run_dir, member)
     missing = missing_methods(agent)
     if missing:
         return [gates.GateResult("protocol", False, float(len(missing)),

@@ -9,6 +9,11 @@ the scenario's ES is positive and 1 if it is 0 too.
 Verdict (per agent, from the ratios): a scenario *breaks* the agent when its ratio is at
 least ``breaks_at`` (2: the tail loss at least doubles), *strains* it from ``strained_at``
 (1.25), and the agent *survives* it below that. The text names the worst scenario first.
+
+Rows may also carry ``rmse`` and the columns of :mod:`jaxhedge.report.versus` (gate,
+first-day hedge, directional slope, paired differences to BS delta): the CSV appends them
+after :data:`STRESS_COLUMNS`, the markdown and terminal tables show them, and an agent
+whose ``gate`` is ``GATE FAILED: ...`` is labelled so in every table, verdict and figure.
 """
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxhedge.report import versus
 from jaxhedge.runinfo import save_figure
 
 STRESS_COLUMNS = ("agent", "scenario", "shortfall_prob", "es_5", "es_10", "mean_pnl",
@@ -30,8 +36,15 @@ _FORMATS = {"shortfall_prob": "{:.3f}", "es_5": "{:.4f}", "es_10": "{:.4f}",
 _HEADERS = {"shortfall_prob": "P(shortfall)", "es_5": "ES5% SF", "es_10": "ES10% SF",
             "mean_pnl": "mean P&L", "std_pnl": "std P&L", "mean_cost": "mean cost",
             "es_5_vs_calm": "ES5% / calm"}
+#: Columns the CSV appends after :data:`STRESS_COLUMNS` when the rows carry them.
+EXTRA_COLUMNS = ("rmse",) + versus.VERSUS_COLUMNS
 BREAKS_AT = 2.0
 STRAINED_AT = 1.25
+
+
+def label(row: dict) -> str:
+    """The agent as tables and figures show it (marked when it failed a sanity gate)."""
+    return versus.marked(row["agent"], row.get("gate", ""))
 
 
 def degradation(es: float, es_calm: float) -> float:
@@ -68,7 +81,8 @@ def verdicts(rows: list[dict], breaks_at: float = BREAKS_AT,
         mine = [r for r in rows if r["agent"] == agent and r["scenario"] != "calm"
                 and not math.isnan(r["es_5_vs_calm"])]
         if not mine:
-            out[agent] = f"{agent}: only the calm scenario was run"
+            calm = [r for r in rows if r["agent"] == agent]
+            out[agent] = f"{label(calm[0])}: only the calm scenario was run"
             continue
         mine.sort(key=lambda r: r["es_5_vs_calm"], reverse=True)
         calm = next(r for r in rows if r["agent"] == agent and r["scenario"] == "calm")
@@ -79,7 +93,7 @@ def verdicts(rows: list[dict], breaks_at: float = BREAKS_AT,
             key = ("breaks under" if ratio >= breaks_at else
                    "strained by" if ratio >= strained_at else "survives")
             groups[key].append(f"{r['scenario']} ({_ratio_text(ratio)})")
-        head = (f"{agent}: worst under {worst['scenario']} (ES 5% "
+        head = (f"{label(calm)}: worst under {worst['scenario']} (ES 5% "
                 f"{_ratio_text(worst['es_5_vs_calm'])} calm: {worst['es_5']:.4g} vs "
                 f"{calm['es_5']:.4g})")
         parts = [f"{k} {', '.join(v)}" for k, v in groups.items() if v]
@@ -94,6 +108,8 @@ def worst_scenario(rows: list[dict], agent: str) -> str:
 
 
 def _cell(row, key):
+    if key == "agent":
+        return label(row)
     v = row.get(key)
     if isinstance(v, float):
         return "inf" if math.isinf(v) else _FORMATS.get(key, "{:.4g}").format(v)
@@ -101,22 +117,30 @@ def _cell(row, key):
 
 
 def csv_text(rows: list[dict]) -> str:
-    """CSV with exactly :data:`STRESS_COLUMNS` (full precision; ``inf`` spelled out)."""
+    """CSV with :data:`STRESS_COLUMNS`, then the :data:`EXTRA_COLUMNS` the rows carry (full
+    precision; ``inf`` spelled out; ``agent`` plain, its gate status in ``gate``)."""
+    columns = STRESS_COLUMNS + tuple(c for c in EXTRA_COLUMNS if any(c in r for r in rows))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(STRESS_COLUMNS)
+    w.writerow(columns)
     for r in rows:
-        w.writerow([repr(float(r[c])) if isinstance(r[c], float) else r[c]
-                    for c in STRESS_COLUMNS])
+        w.writerow([repr(float(r[c])) if isinstance(r.get(c), float) else r.get(c, "")
+                    for c in columns])
     return buf.getvalue()
+
+
+def _has_versus(rows) -> bool:
+    return any("rmse_vs_bs" in r for r in rows)
 
 
 def markdown(rows: list[dict], verdict_lines: dict[str, str], skipped: dict[str, str],
              title: str = "") -> str:
-    head = [_HEADERS.get(c, c) for c in STRESS_COLUMNS]
+    extra = list(versus.HEADERS) if _has_versus(rows) else []
+    head = [_HEADERS.get(c, c) for c in STRESS_COLUMNS] + [versus.HEADERS[k] for k in extra]
     lines = [f"# {title}\n" if title else "", "| " + " | ".join(head) + " |",
              "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(_cell(r, c) for c in STRESS_COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join([*(_cell(r, c) for c in STRESS_COLUMNS),
+                                 *(versus.cells(r)[k] for k in extra)]) + " |" for r in rows]
     lines += ["", "## Verdicts", ""] + [f"- {v}" for v in verdict_lines.values()]
     if skipped:
         lines += ["", "## Skipped scenarios", ""] + [f"- {k}: {v}" for k, v in skipped.items()]
@@ -136,6 +160,10 @@ def print_table(rows: list[dict], verdict_lines: dict[str, str], skipped: dict[s
         table.add_row(*[_cell(r, c) for c in STRESS_COLUMNS])
     console = Console(width=160)
     console.print(table)
+    if _has_versus(rows):  # too wide to sit beside the metrics in a terminal
+        versus.print_block([{**r, "agent": label(r)} for r in rows], ("agent", "scenario"),
+                           title="Directional bets and paired differences to BS delta "
+                                 "(same paths; 95% bootstrap CI)")
     for v in verdict_lines.values():
         console.print(v, markup=False, highlight=False)
     for k, v in skipped.items():
@@ -153,6 +181,7 @@ def heatmap(rows: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     agents = list(dict.fromkeys(r["agent"] for r in rows))
+    shown_as = {r["agent"]: label(r) for r in rows}
     scenarios = list(dict.fromkeys(r["scenario"] for r in rows))
     grid = np.full((len(agents), len(scenarios)), np.nan)
     for r in rows:
@@ -173,7 +202,7 @@ def heatmap(rows: list[dict], path: str | os.PathLike, title: str = "") -> Path:
             text = "" if np.isnan(v) else ("inf" if np.isinf(v) else f"{v:.2f}")
             ax.text(j, i, text, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(scenarios)), scenarios, rotation=35, ha="right")
-    ax.set_yticks(range(len(agents)), agents)
+    ax.set_yticks(range(len(agents)), [shown_as[a] for a in agents])
     bar = fig.colorbar(im, ax=ax, label="ES 5% of shortfall / calm")
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     bar.ax.yaxis.set_minor_formatter(NullFormatter())
@@ -181,3 +210,11 @@ def heatmap(rows: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     ax.set_title(title or "ES 5% of the shortfall relative to calm")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def winners_markdown(winners: dict[str, str]) -> str:
+    """The ``## Winners`` section: one line per scenario (:func:`versus.winner`)."""
+    if not winners:
+        return ""
+    return "\n".join(["", "## Winners (lowest ES 5%; gate failures not ranked)", "",
+                      *(f"- {k}: {v}" for k, v in winners.items())]) + "\n"

@@ -28,20 +28,34 @@ def add_arguments(p, int_at_least, float_in) -> None:
                    help="Whalley-Wilmott lambda (default 100 / s0)")
     p.add_argument("--member", type=int_at_least(0), default=0,
                    help="member of the trained runs to load")
+    p.add_argument("--boot", type=int_at_least(1, 100_000), default=None,
+                   help="bootstrap replicates of the paired differences to BS delta "
+                        "(default: stress.run.N_BOOT = 1000)")
     p.add_argument("--out", type=Path, required=True)
 
 
 def run_command(args) -> int:
+    from jaxhedge import gates
     from jaxhedge.report.stress import print_table
-    from jaxhedge.stress.run import run_stress, write_outputs
+    from jaxhedge.stress.run import N_BOOT, run_stress, write_outputs
 
     result = run_stress(args.agents, args.scenarios, n_paths=args.paths, seed=args.seed,
                         n_steps=args.steps, risk_aversion=args.risk_aversion,
-                        member=args.member)
+                        member=args.member, n_boot=args.boot or N_BOOT)
     c = result.contract
     print_table(result.rows, result.verdicts, result.skipped,
                 title=f"Stress: {args.paths:,} paths per scenario, {c.n_steps} dates, "
                       f"cost {float(c.cost):g}, premium {float(c.premium()):.4f} (calm BS)")
+    for k, v in result.gates.items():  # the full table only where a check failed
+        failed = gates.gate_label(v)
+        if failed:
+            gates.print_gates(v, title=f"sanity gates: {k}: {failed}")
+        else:
+            print(f"sanity gates: {k}: all passed")
+    for scenario, line in result.winners.items():
+        print(f"{scenario}: {line}")
+    print(f"gates {result.timing['gates_s']:.1f}s, paired bootstrap "
+          f"{result.timing['bootstrap_s']:.1f}s ({args.boot or N_BOOT} replicates)")
     files = write_outputs(result, args.out, args.paths, args.seed, list(args.agents))
     print("wrote " + ", ".join(str(f) for f in files))
     return 0

@@ -9,6 +9,12 @@ contract's sigma) or trained run directories.
 
 The contract: the trained agents' common evaluation contract (they must agree; ValueError
 otherwise), else :class:`Contract` defaults; ``n_steps`` overrides the number of dates.
+
+Every trained agent is run through the sanity gates (:func:`jaxhedge.runs.check_agent`) when
+it is loaded; the BS delta hedger is added as the reference when not listed; every row gets
+the columns of :mod:`jaxhedge.report.versus` (gate, first-day hedge, directional slope,
+paired-bootstrap differences to BS delta), and each scenario's winner (lowest ES 5%) is
+picked among the agents that passed their gates (docs/stress.md).
 """
 from __future__ import annotations
 
@@ -16,15 +22,17 @@ import dataclasses
 import difflib
 import functools
 import math
+import time
 import zlib
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from jaxhedge import risk
+from jaxhedge import gates, risk
 from jaxhedge.agents import build_hedger, hedger_names
 from jaxhedge.report import stress as report
+from jaxhedge.report import versus
 from jaxhedge.rollout import run_on_paths
 from jaxhedge.runinfo import atomic_write_json, atomic_write_text, run_metadata
 from jaxhedge.contracts import Contract, same_contract, validate_contract
@@ -34,7 +42,10 @@ from jaxhedge.validate import prng_key
 
 #: Paths hedged per compiled call (bounds memory for large runs).
 CHUNK_PATHS = 65_536
-METRICS = ("shortfall_prob", "es_5", "es_10", "mean_pnl", "std_pnl", "mean_cost", "turnover")
+METRICS = ("shortfall_prob", "es_5", "es_10", "mean_pnl", "std_pnl", "mean_cost", "turnover",
+           "rmse")
+#: Bootstrap replicates of the paired differences to BS delta (``--boot``).
+N_BOOT = 1000
 
 
 @dataclasses.dataclass
@@ -43,13 +54,22 @@ class StressAgent:
     hedger: object = None
     contract: Contract | None = None  # the trained agent's evaluation contract
     source: str = "classical"  # the classical hedger's name, or the run directory
+    gates: list | None = None  # GateResults of a trained agent; None: classical (not gated)
+    gates_s: float = 0.0  # seconds the gates took
+
+    @property
+    def status(self) -> str:
+        return versus.gate_status(self.gates)
 
 
 @dataclasses.dataclass
 class StressResult:
-    """rows (agent x scenario dicts, :data:`report.STRESS_COLUMNS`), verdicts by agent,
-    skipped {scenario: reason}, the contract, the scenarios run, and (``keep_pnl``) the
-    per-path P&L {(agent, scenario): array}."""
+    """rows (agent x scenario dicts, :data:`report.STRESS_COLUMNS` and
+    :data:`versus.VERSUS_COLUMNS`), verdicts by agent, skipped {scenario: reason}, the
+    contract, the scenarios run, (``keep_pnl``) the per-path P&L {(agent, scenario): array},
+    the gate results {agent: [GateResult]} of the trained agents, the agents left out of
+    every ranking {agent: reason}, the winner line of each scenario, the reference hedger's
+    label (and whether it was added), and the seconds spent on gates and bootstrap."""
 
     rows: list[dict]
     verdicts: dict[str, str]
@@ -57,6 +77,12 @@ class StressResult:
     contract: Contract
     scenarios: list[Scenario]
     pnl: dict = dataclasses.field(default_factory=dict)
+    gates: dict = dataclasses.field(default_factory=dict)
+    excluded: dict = dataclasses.field(default_factory=dict)
+    winners: dict = dataclasses.field(default_factory=dict)
+    reference: str = versus.REFERENCE
+    reference_added: bool = False
+    timing: dict = dataclasses.field(default_factory=dict)
 
 
 def scenario_key(seed: int, name: str):
@@ -75,7 +101,9 @@ def load_agents(specs: list[str], member: int = 0) -> list[StressAgent]:
     """Classical names stay placeholders (built once the contract is known); run dirs load."""
     agents, seen = [], set()
     for spec in specs:
-        if spec in hedger_names():
+        if isinstance(spec, StressAgent):
+            agent = spec
+        elif spec in hedger_names():
             agent = StressAgent(label=spec, source=spec)
         elif (Path(spec) / "checkpoints").is_dir():
             agent = _load_trained(Path(spec), member)
@@ -98,9 +126,33 @@ def _load_trained(run_dir: Path, member: int) -> StressAgent:
     from jaxhedge.runs import evaluation_setup, load_trained
 
     agent, hparams, state = load_trained(run_dir, member)
+    return trained_agent(run_dir.name, agent, hparams, state, source=str(run_dir))
+
+
+def trained_agent(label: str, agent, hparams, state, source: str = "") -> StressAgent:
+    """A loaded agent (protocol of :mod:`jaxhedge.agents.base`) as a stress agent: its
+    hedger, its evaluation contract and its sanity-gate results."""
+    from jaxhedge.runs import check_agent, evaluation_setup
+
     env, params = evaluation_setup(agent, hparams, None)
-    return StressAgent(label=run_dir.name, hedger=agent.hedger(state, hparams),
-                       contract=Contract.from_env(env.config, params), source=str(run_dir))
+    t = time.perf_counter()
+    results = check_agent(agent, hparams, state)
+    return StressAgent(label=label, hedger=agent.hedger(state, hparams),
+                       contract=Contract.from_env(env.config, params), source=source or label,
+                       gates=results, gates_s=time.perf_counter() - t)
+
+
+def with_reference(agents: list[StressAgent]) -> tuple[list[StressAgent], int, bool]:
+    """(agents, index of the BS delta reference, whether it was added): the first agent
+    that is the classical ``delta``, else a new one appended (labelled ``delta``, or
+    ``delta (reference)`` when a run already uses that label)."""
+    for i, a in enumerate(agents):
+        if a.gates is None and a.source == versus.REFERENCE:
+            return agents, i, False
+    taken = {a.label for a in agents}
+    label = versus.REFERENCE if versus.REFERENCE not in taken else \
+        f"{versus.REFERENCE} (reference)"
+    return [*agents, StressAgent(label=label, source=versus.REFERENCE)], len(agents), True
 
 
 def common_contract(agents: list[StressAgent], n_steps: int | None = None,
@@ -139,34 +191,49 @@ def classical_hedger(name: str, contract: Contract, risk_aversion: float | None 
 
 @functools.partial(jax.jit, static_argnums=(0,))
 def _hedge(env, params, hedger, paths):
-    out = run_on_paths(env, params, hedger, paths, keep_paths=False)
-    return out.pnl, out.cost, out.turnover
+    out = run_on_paths(env, params, hedger, paths, keep_paths=True)
+    # the position taken on the first date is the policy's t = 0 hedge ratio (the rest of
+    # the positions is not returned)
+    return out.pnl, out.cost, out.turnover, out.positions[:, 0]
 
 
-def hedge_paths(contract: Contract, hedger, paths, chunk: int = CHUNK_PATHS):
-    """(pnl, cost, turnover) numpy arrays of ``hedger`` on ``paths`` (chunks of ``chunk``)."""
+def hedge_paths(contract: Contract, hedger, paths, chunk: int = CHUNK_PATHS,
+                first_hedge: bool = False):
+    """(pnl, cost, turnover) numpy arrays of ``hedger`` on ``paths`` (chunks of ``chunk``),
+    and with ``first_hedge`` the position each path holds after the first date (t = 0)."""
     env, params = contract.env()
     n = paths.spot.shape[0]
     parts = []
     for lo in range(0, n, chunk):
         sub = jax.tree.map(lambda a: a[lo:lo + chunk], paths)
         parts.append([np.asarray(x) for x in _hedge(env, params, hedger, sub)])
-    return tuple(np.concatenate(p) for p in zip(*parts))
+    out = tuple(np.concatenate(p) for p in zip(*parts))
+    return out if first_hedge else out[:3]
 
 
-def run_stress(agent_specs: list[str], scenarios: str | list = "all", n_paths: int = 20_000,
+def bootstrap_key(seed: int, scenario: str):
+    """The key of a scenario's paired bootstrap (independent of its paths' key)."""
+    return jax.random.fold_in(scenario_key(seed, scenario), zlib.crc32(b"paired_bootstrap"))
+
+
+def run_stress(agent_specs: list, scenarios: str | list = "all", n_paths: int = 20_000,
                seed: int = 0, n_steps: int | None = None, contract: Contract | None = None,
                risk_aversion: float | None = None, member: int = 0, keep_pnl: bool = False,
-               log=print) -> StressResult:
-    """Run the stress table (module docstring); ``log`` gets one line per skipped scenario.
+               log=print, n_boot: int = N_BOOT) -> StressResult:
+    """Run the stress table (module docstring); ``log`` gets one line per skipped scenario
+    and one when the BS delta reference is added.
 
-    ``scenarios``: ``"all"``, comma-separated names, or a list of :class:`Scenario` objects
-    (custom parameters) starting with ``Calm()``. Raises ValueError (one line naming the
-    field) for unknown agents/scenarios, disagreeing trained contracts or bad parameters,
-    before anything is simulated.
+    ``agent_specs``: classical names, trained run directories, or :class:`StressAgent`
+    objects (e.g. from :func:`trained_agent`). ``scenarios``: ``"all"``, comma-separated
+    names, or a list of :class:`Scenario` objects (custom parameters) starting with
+    ``Calm()``. ``n_boot``: replicates of the paired bootstrap. Raises ValueError (one line
+    naming the field) for unknown agents/scenarios, disagreeing trained contracts or bad
+    parameters, before anything is simulated.
     """
     if not isinstance(n_paths, int) or n_paths < 2:
         raise ValueError(f"paths: must be an integer >= 2 (got {n_paths!r})")
+    if not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"boot: must be an integer >= 1 (got {n_boot!r})")
     if isinstance(scenarios, (list, tuple)) and all(isinstance(s, Scenario) for s in scenarios):
         chosen = list(scenarios)  # scenario objects with custom parameters
         if not chosen or chosen[0].name != "calm":
@@ -174,6 +241,9 @@ def run_stress(agent_specs: list[str], scenarios: str | list = "all", n_paths: i
     else:
         chosen = resolve_scenarios(scenarios)
     agents = load_agents(list(agent_specs), member)
+    agents, ref, added = with_reference(agents)
+    if added:
+        log(f"added {agents[ref].label} (BS delta) as the reference of the paired differences")
     contract = common_contract(agents, n_steps, contract)
     for a in agents:
         if a.hedger is None:
@@ -182,7 +252,7 @@ def run_stress(agent_specs: list[str], scenarios: str | list = "all", n_paths: i
     # validated the contract itself)
     for s in chosen:
         s.check(contract)
-    rows, skipped, pnls, ran = [], {}, {}, []
+    rows, skipped, pnls, ran, t_boot = [], {}, {}, [], 0.0
     for s in chosen:
         try:
             paths = scenario_paths(s, contract, n_paths, seed)
@@ -191,19 +261,40 @@ def run_stress(agent_specs: list[str], scenarios: str | list = "all", n_paths: i
             log(f"skipped {s.name}: {err}")
             continue
         ran.append(s)
+        spot_return = np.asarray(paths.spot[:, -1] / paths.spot[:, 0] - 1.0)
+        mine, pnl_all, cost_all = [], [], []
         for a in agents:
-            pnl, cost, turnover = hedge_paths(contract, a.hedger, paths)
+            pnl, cost, turnover, first = hedge_paths(contract, a.hedger, paths,
+                                                     first_hedge=True)
             m = risk.hedge_metrics(pnl, cost, turnover)
-            rows.append({"agent": a.label, "scenario": s.name,
-                         **{k: float(m[k]) for k in METRICS}})
+            mine.append({"agent": a.label, "scenario": s.name,
+                         **{k: float(m[k]) for k in METRICS}, "gate": a.status,
+                         **versus.directional(pnl, spot_return, first)})
+            pnl_all.append(pnl)
+            cost_all.append(cost)
             if keep_pnl:
                 pnls[(a.label, s.name)] = pnl
+        t = time.perf_counter()
+        paired = versus.paired_columns(pnl_all, cost_all, ref, bootstrap_key(seed, s.name),
+                                       n_boot)
+        t_boot += time.perf_counter() - t
+        for r, p in zip(mine, paired):
+            r.update(bs_delta_0=mine[ref]["hedge_0"], **p)
+        rows += mine
     report.add_degradation(rows)
     if any(not math.isfinite(r["mean_pnl"]) for r in rows):
         bad = next(r for r in rows if not math.isfinite(r["mean_pnl"]))
         raise FloatingPointError(f"{bad['agent']} on {bad['scenario']}: non-finite P&L")
+    gate_results = {a.label: a.gates for a in agents if a.gates is not None}
+    excluded = {a.label: versus.gate_reason(a.gates) for a in agents
+                if a.status.startswith("GATE FAILED")}
+    winners = {s.name: versus.winner([r for r in rows if r["scenario"] == s.name], excluded)
+               for s in ran}
     return StressResult(rows=rows, verdicts=report.verdicts(rows), skipped=skipped,
-                        contract=contract, scenarios=ran, pnl=pnls)
+                        contract=contract, scenarios=ran, pnl=pnls, gates=gate_results,
+                        excluded=excluded, winners=winners, reference=agents[ref].label,
+                        reference_added=added,
+                        timing={"gates_s": sum(a.gates_s for a in agents), "bootstrap_s": t_boot})
 
 
 def write_outputs(result: StressResult, out: str | Path, n_paths: int, seed: int,
@@ -214,7 +305,8 @@ def write_outputs(result: StressResult, out: str | Path, n_paths: int, seed: int
              f"cost {float(result.contract.cost):g}")
     atomic_write_text(out / "stress.csv", report.csv_text(result.rows))
     atomic_write_text(out / "stress.md",
-                      report.markdown(result.rows, result.verdicts, result.skipped, title))
+                      report.markdown(result.rows, result.verdicts, result.skipped, title)
+                      + report.winners_markdown(result.winners))
     report.heatmap(result.rows, out / "stress_heatmap.png", title)
     json_rows = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                   for k, v in r.items()} for r in result.rows]
@@ -223,5 +315,11 @@ def write_outputs(result: StressResult, out: str | Path, n_paths: int, seed: int
         "contract": result.contract.describe(),
         "scenarios": [s.describe() for s in result.scenarios], "agents": agents,
         "n_paths": n_paths, "seed": seed,
-        "notes": "es_5_vs_calm null = inf (calm ES 0, scenario ES > 0)", **run_metadata()})
+        "gates": {k: [gates.as_dict(g) for g in v] for k, v in result.gates.items()},
+        "excluded": result.excluded, "winners": result.winners,
+        "reference": result.reference, "reference_added": result.reference_added,
+        "timing": result.timing,
+        "notes": "es_5_vs_calm null = inf (calm ES 0, scenario ES > 0); *_vs_bs = metric "
+                 "minus the reference's (BS delta) on the same paths, _lo/_hi its paired "
+                 "bootstrap 95% percentile interval (one path per block)", **run_metadata()})
     return [out / f for f in ("stress.csv", "stress.md", "stress_heatmap.png", "stress.json")]
