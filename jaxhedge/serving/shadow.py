@@ -4,8 +4,9 @@ For one asset-period and its hedging slices (bucket 14/28/56 d x target K/F 1.00
 :func:`shadow_replay` takes the episodes the study's policy mode hedges
 (:func:`jaxhedge.data.build_episodes`, same arguments as
 :func:`jaxhedge.reproduce.study.hedging_part`), calibrates each episode's (sigma, mu) on its
-start-day anchor slice with the study's calibration (:func:`jaxhedge.calibrate.surface.
-fit_surface` of the agent's price surface, the study's ``calib_iters``), then walks the
+start-day anchor slice with the study's own calibration call
+(:func:`jaxhedge.reproduce.study.fit_agent_surface`: the study config's surface method,
+iterations and precision), then walks the
 calendar: on every trading day the book is every live short call of every slice, and ONE
 call of :func:`jaxhedge.serving.advisor.advise_observations` (the bundle's hedge behind the
 position guards, the decision step ``advise`` uses) decides all of them. Each policy is
@@ -102,24 +103,30 @@ def _flag_names(flags, r) -> list[str]:
     return [f"ood:{k}" for k in ood] + [k for k in GUARDS[1:] if flags[k][r]]
 
 
-def shadow_replay(bundle, pdata, surface, *, slices=None, cost: float = 4e-3,
-                  calib_iters: int = 30, dtype=jnp.float32, limits=None) -> ShadowResult:
+def shadow_replay(bundle, pdata, surface, *, slices=None, config=None,
+                  limits=None) -> ShadowResult:
     """Replay ``pdata``'s episodes through ``bundle`` day by day (module docstring).
 
     Args:
       bundle: a :class:`Bundle` or its directory.
       pdata: a :class:`jaxhedge.data.PeriodData` (``load_period``).
-      surface: the agent's calibration surface ``price_fn(sigma, mu, spot, strike, tau,
-        rate)`` (:func:`bundle_surface`; the study's ``TrainedAgent.price_fn``).
+      surface: the agent with its calibration surface, a
+        :class:`jaxhedge.reproduce.agents.TrainedAgent` (:func:`bundle_surface`).
       slices: (bucket days, target K/F) pairs (default the study's six).
-      cost, calib_iters, dtype: the study's eps, LM iterations and precision.
+      config: the study's :class:`~jaxhedge.reproduce.config.StudyConfig` (eps, the surface
+        fit method and its iterations, precision); default ``experiments/paper/study.toml``.
       limits: DeskConfig or TOML path; its ``advisor.max_delta_distance`` guards here.
     """
     from jaxhedge.backtest import SLICES, backtest, metrics
-    from jaxhedge.calibrate.surface import fit_surface
+    from jaxhedge.calibrate.surface import HEDGING_ANCHOR_TAU
     from jaxhedge.data import build_episodes
+    from jaxhedge.reproduce.config import load_study_config
+    from jaxhedge.reproduce.study import fit_agent_surface
 
     t0 = time.perf_counter()
+    config = load_study_config() if config is None else config
+    cost = config.cost
+    dtype = jnp.float64 if config.x64 else jnp.float32
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     slices = tuple(SLICES if slices is None else slices)
     built, info = [], {}
@@ -131,7 +138,9 @@ def shadow_replay(bundle, pdata, surface, *, slices=None, cost: float = 4e-3,
                                                "skipped": report.to_dict()}
         if episodes.n_episodes == 0:
             continue
-        fit = fit_surface(surface, episodes.anchor, n_iter=calib_iters, dtype=dtype)
+        # the study's own calibration call (hedging_part), so the two cannot drift apart
+        _, fit = fit_agent_surface(surface, episodes.anchor, config.surface_methods[0], config,
+                                   anchor_tau=HEDGING_ANCHOR_TAU)
         obs = _static_obs(episodes, fit.sigma, fit.mu, cost)
         built.append(((bucket, target), episodes, obs, _step_days(episodes), fit.sigma,
                       fit.mu))
@@ -212,10 +221,11 @@ _SURFACES: dict[tuple, object] = {}
 
 
 def bundle_surface(bundle: Bundle, run_dir=None):
-    """The calibration surface of ``bundle``'s agent: ``agent_price_fn`` at eps = 0 (as the
+    """The agent of ``bundle`` with its calibration surface (``agent_price_fn`` at eps = 0, as the
     study's :mod:`jaxhedge.reproduce.agents`) of the run it was exported from (``run_dir``,
     else the card's ``source``); ValueError unless that run's parameters are the bundle's."""
     from jaxhedge.calibrate.surface import agent_price_fn
+    from jaxhedge.reproduce.agents import TrainedAgent, model_of_agent
     from jaxhedge.runs import RunDirError, load_trained
     from jaxhedge.serving.bundle import _leaves, params_sha256
 
@@ -239,7 +249,8 @@ def bundle_surface(bundle: Bundle, run_dir=None):
     if params_sha256(_leaves(params)[0]) != bundle.card.get("params_sha256"):
         raise ValueError(f"--run: {run_dir} member {member} is not the run bundle "
                          f"{bundle.path} was exported from (params sha256 differs)")
-    _SURFACES[key] = agent_price_fn(agent, state, cost=0.0)
+    _SURFACES[key] = TrainedAgent(model_of_agent(agent), Path(run_dir), agent, hparams, state,
+                                  agent_price_fn(agent, state, cost=0.0))
     return _SURFACES[key]
 
 
@@ -322,9 +333,8 @@ def run_shadow(args) -> int:
     x64_before = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", bool(config.x64))  # the study's precision
     try:
-        res = shadow_replay(bundle, pdata, surface, slices=slices, cost=config.cost,
-                            calib_iters=config.calib_iters,
-                            dtype=jnp.float64 if config.x64 else jnp.float32, limits=limits)
+        res = shadow_replay(bundle, pdata, surface, slices=slices, config=config,
+                            limits=limits)
     finally:
         jax.config.update("jax_enable_x64", x64_before)
     table = pd.DataFrame(res.rows, columns=SHADOW_COLUMNS)

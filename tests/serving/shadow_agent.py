@@ -60,7 +60,7 @@ class MixHParams:
 class MixAgent:
     seed: int = 7
     option: str = "call"
-    name: str = "mix"
+    name: str = "rlop"  # stands in for RLOP in the study (its surface fit settings)
 
     def default_hparams(self):
         # ranges wide enough for the real SPY episodes (1-day to ~3-month tau, April 2025 vol)

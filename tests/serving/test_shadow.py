@@ -22,7 +22,7 @@ from jaxhedge.cli import main  # noqa: E402
 from jaxhedge.reproduce.study import HEDGING_COLUMNS  # noqa: E402
 
 SLICE = (28, 1.0)
-METRICS = HEDGING_COLUMNS[6:]
+METRICS = HEDGING_COLUMNS[6:12]  # the study's ledger metrics; shadow reports these
 
 
 def _data_dir() -> Path:
@@ -54,11 +54,12 @@ def setup(tmp_path_factory):
     run_training(agent, agent.default_hparams(), n_steps=2, chunk=1, run_dir=root / "run",
                  progress=False, tensorboard=False)
     bundle = load_bundle(export_run(root / "run", root / "bundle"))
-    surface = bundle_surface(bundle)  # the run's, checked against the bundle
+    surface = bundle_surface(bundle)  # the run's agent, checked against the bundle
     pdata = load_period(data, "spy", "2025q2")
     config = StudyConfig(x64=False)
     _, hp, state = load_trained(root / "run")
-    ta = TrainedAgent("rlop", root / "run", agent, hp, state, surface)
+    # the study gets the agent straight from the run, as `reproduce --agents` loads it
+    ta = TrainedAgent("rlop", root / "run", agent, hp, state, surface.price_fn)
     study = hedging_part(pdata, *SLICE, ("rlop",), {"rlop": ta}, config)
     return {"data": data, "root": root, "bundle": bundle, "surface": surface, "pdata": pdata,
             "config": config, "study": study}
@@ -75,6 +76,8 @@ def test_cli_shadow_is_the_study_policy_mode_to_the_bit(setup, capsys):
     row = pd.read_csv(out / "shadow.csv").iloc[0]
     policy = next(r for r in setup["study"].rows if r["mode"] == "policy")
     assert row["overridden"] == 0 and row["n_hedges"] == 62  # METHODS' SPY 2025Q2 28d count
+    from jaxhedge.serving.shadow import METRICS as SHADOW_METRICS
+    assert list(SHADOW_METRICS) == list(METRICS)
     for k in METRICS:
         assert row[k] == policy[k], k
     pnl = pd.read_csv(out / "pnl.csv")["pnl"].to_numpy(np.float32)
@@ -92,8 +95,7 @@ def test_a_tripped_guardrail_is_counted_and_changes_the_hedge(setup):
 
     limits = DeskConfig(advisor=AdvisorConfig(max_delta_distance=0.0))
     res = shadow_replay(setup["bundle"], setup["pdata"], setup["surface"], slices=[SLICE],
-                        cost=setup["config"].cost, calib_iters=setup["config"].calib_iters,
-                        limits=limits)
+                        config=setup["config"], limits=limits)
     row = res.rows[0]
     e = res.episodes[SLICE]
     mask = np.asarray(e.step_mask)
