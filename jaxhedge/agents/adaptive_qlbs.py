@@ -377,7 +377,8 @@ class AdaptiveQLBS:
         spread = jnp.maximum(dt * jnp.sqrt(f((n**2 - 1) / 12)), dt)
         # dt uniform on [dt_lo, dt_hi] too: std of k dt (k uniform on the dates, independent)
         e_dt2 = dt**2 + (dt_hi - dt_lo) ** 2 / 12
-        spread_k = lambda e_k, e_k2: jnp.sqrt(jnp.maximum(e_k2 * e_dt2 - (e_k * dt) ** 2, 0.0))  # noqa: E731
+        def spread_k(e_k, e_k2):
+            return jnp.sqrt(jnp.maximum(e_k2 * e_dt2 - (e_k * dt) ** 2, 0.0))
         ranged = dt_hi > dt_lo  # a fixed dt keeps exactly the former numbers
         tau = ((n + 1) * dt / 2, jnp.where(ranged, jnp.maximum(
             spread_k(f((n + 1) / 2), f((n + 1) * (2 * n + 1) / 6)), dt), spread))
@@ -410,7 +411,8 @@ class AdaptiveQLBS:
         are largest), and the network only learns the residual.
         """
         prior = -(1.0 - t / self.n_steps) * price_at_vol(obs, obs.vol, self.is_call)
-        net = nets.apply(state.baseline_graphdef, params, latent_vol.features(obs, self.ignored_inputs))
+        net = nets.apply(state.baseline_graphdef, params,
+                         latent_vol.features(obs, self.ignored_inputs))
         return prior + net[..., 0]
 
     # ------------------------------------------------------------------ protocol

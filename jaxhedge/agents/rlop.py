@@ -340,7 +340,8 @@ class RLOP:
         if self.option not in ("call", "put"):
             raise ValueError(f"option: must be 'call' or 'put' (got {self.option!r})")
         if not isinstance(self.lr_decay_steps, int) or self.lr_decay_steps < 0:
-            raise ValueError(f"lr_decay_steps: must be an integer >= 0 (got {self.lr_decay_steps!r})")
+            raise ValueError("lr_decay_steps: must be an integer >= 0 "
+                             f"(got {self.lr_decay_steps!r})")
         for name in ("n_envs", "n_steps", "width", "n_blocks", "layers_per_block",
                      "price_width", "anneal_steps"):
             if int(getattr(self, name)) < 1:

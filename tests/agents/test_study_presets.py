@@ -57,8 +57,8 @@ def test_stacked_replication_uses_each_envs_dt():
 def test_ignored_inputs_do_not_move_the_price(make):
     small = dict(width=8, n_blocks=1, layers_per_block=1)
     if make == "aqlbs":
-        build = lambda **k: AdaptiveQLBS(n_envs=4, n_continuations=2, baseline_width=8,  # noqa: E731
-                                         **small, **k)
+        def build(**k):
+            return AdaptiveQLBS(n_envs=4, n_continuations=2, baseline_width=8, **small, **k)
         hp = AdaptiveQLBSHParams()
     else:
         build = lambda **k: rlop.RLOP(n_envs=4, price_width=8, **small, **k)  # noqa: E731
