@@ -69,6 +69,14 @@ def load_agents(run_dirs) -> dict[str, TrainedAgent]:
     return out
 
 
+def _last(val: dict, key: str):
+    """``key`` of the last evaluation's worst member (score: the row's)."""
+    last = val.get("last") or {}
+    if key == "score":
+        return last.get("score", float("nan"))
+    return next((m.get(key) for m in last.get("members", []) if m.get(key)), None)
+
+
 def train_agents(models, config: StudyConfig, out: Path, log=print) -> dict[str, Path]:
     """Train each RL model of ``models`` with its ``config`` preset into ``out/agents/<model>``.
 
@@ -103,6 +111,7 @@ def train_agents(models, config: StudyConfig, out: Path, log=print) -> dict[str,
         log(f"{model}: {info['step']:,} updates in {info['wall_s']:.0f}s; "
             + (f"validation criterion met at step {met:,}" if met is not None else
                f"validation criterion NOT met ({info.get('stop_reason') or 'update cap'}; "
-               f"best score {(val.get('best') or {}).get('score', float('nan')):.3g}, "
-               "needs <= 1)" if val else "no validation criterion"))
+               f"last score {_last(val, 'score'):.3g}, needs <= 1; gates failed: "
+               f"{', '.join(_last(val, 'gates_failed') or []) or 'not run'})"
+               if val else "no validation criterion"))
     return dirs
