@@ -159,7 +159,9 @@ def same_contract(a: Contract, b: Contract, rtol: float = 1e-6) -> bool:
 class ContractBatch:
     """``n`` contracts drawn from a :class:`ContractDistribution`; every field shaped ``(n,)``.
 
-    ``cost`` is the proportional cost rate eps of each contract.
+    ``cost`` is the proportional cost rate eps of each contract; ``dt`` the spacing of its
+    dates (its life is ``n_steps * dt``), or None in a batch built by hand, which then takes
+    the distribution's ``dt``.
     """
 
     s0: jax.Array
@@ -167,6 +169,7 @@ class ContractBatch:
     mu: jax.Array
     sigma: jax.Array
     cost: jax.Array
+    dt: jax.Array | None = None
 
 
 @struct.dataclass
@@ -174,8 +177,10 @@ class ContractDistribution:
     """Training distribution of GBM contracts (every field a pytree leaf: vmappable, sweepable).
 
     ``mu ~ N(mu_mean, mu_std^2)``; ``sigma``, ``s0``, ``strike``, ``cost`` uniform on
-    ``[lo, hi]`` (``lo == hi`` fixes them); every contract has the same life
-    ``n_steps * dt`` (``n_steps`` is the agent's static field), rate and no dividend.
+    ``[lo, hi]`` (``lo == hi`` fixes them); the dates' spacing ``dt`` is uniform on
+    ``[dt, dt_hi]`` when ``dt_hi > dt`` (so the life ``n_steps * dt`` varies: ``n_steps`` is
+    the agent's static field), else every contract has ``dt`` (``dt_hi = 0``, the default);
+    one rate, no dividend.
 
     >>> d = ContractDistribution(sigma_lo=0.1, sigma_hi=0.3, s0_lo=0.9, s0_hi=1.1)
     >>> b = d.sample(jax.random.key(0), 1000)
@@ -198,6 +203,12 @@ class ContractDistribution:
     strike_hi: float = 1.0
     cost_lo: float = 0.0
     cost_hi: float = 0.0
+    dt_hi: float = 0.0
+
+    def dt_range(self):
+        """``(lo, hi)`` of the dates' spacing (``hi == lo`` when it is fixed); traceable."""
+        lo = jnp.asarray(self.dt)
+        return lo, jnp.maximum(lo, jnp.asarray(self.dt_hi, lo.dtype))
 
     def sample(self, key, n: int) -> ContractBatch:
         """``n`` i.i.d. contracts (float dtype: the default float)."""
@@ -208,20 +219,24 @@ class ContractDistribution:
         # the same key gives the same contracts in every agent.
         u = lambda k, lo, hi: jax.random.uniform(k, shape, dtype, jnp.asarray(lo, dtype),  # noqa: E731
                                                  jnp.asarray(hi, dtype))
+        # dt from its own key (fold_in, not a 6th split): the five draws above stay what
+        # they were before maturities could vary; with dt_hi <= dt every dt is exactly dt
         return ContractBatch(
             mu=jnp.asarray(self.mu_mean, dtype)
             + jnp.asarray(self.mu_std, dtype) * jax.random.normal(ks[0], shape, dtype),
             sigma=u(ks[1], self.sigma_lo, self.sigma_hi),
             strike=u(ks[2], self.strike_lo, self.strike_hi),
             s0=u(ks[3], self.s0_lo, self.s0_hi),
-            cost=u(ks[4], self.cost_lo, self.cost_hi))
+            cost=u(ks[4], self.cost_lo, self.cost_hi),
+            dt=u(jax.random.fold_in(key, 5), *self.dt_range()))
 
     def centre(self, n_steps: int, option: str = "call", charge_entry: bool = True,
                charge_unwind: bool = True) -> Contract:
-        """The GBM contract at the centre: mid s0, strike, sigma and cost, drift ``mu_mean``."""
+        """The GBM contract at the centre: mid s0, strike, sigma, cost and dt, drift ``mu_mean``."""
         mid = lambda lo, hi: 0.5 * (float(lo) + float(hi))  # noqa: E731
+        dt = float(self.dt) if float(self.dt_hi) <= float(self.dt) else mid(self.dt, self.dt_hi)
         return Contract(s0=mid(self.s0_lo, self.s0_hi), strike=mid(self.strike_lo, self.strike_hi),
-                        maturity=n_steps * float(self.dt), sigma=mid(self.sigma_lo, self.sigma_hi),
+                        maturity=n_steps * dt, sigma=mid(self.sigma_lo, self.sigma_hi),
                         mu=float(self.mu_mean), rate=float(self.rate), div_yield=0.0,
                         cost=mid(self.cost_lo, self.cost_hi), n_steps=n_steps, option=option,
                         charge_entry=charge_entry, charge_unwind=charge_unwind)
@@ -244,4 +259,7 @@ class ContractDistribution:
             v = float(getattr(self, name))
             if not (math.isfinite(v) and ok(v)):
                 raise ValueError(f"contracts.{name}: must be {allowed} (got {v:g})")
+        hi = float(self.dt_hi)
+        if not (math.isfinite(hi) and (hi == 0 or hi >= float(self.dt))):
+            raise ValueError(f"contracts.dt_hi: must be 0 (fixed dt) or >= dt (got {hi:g})")
         return self

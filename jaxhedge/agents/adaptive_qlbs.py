@@ -115,6 +115,7 @@ import optax
 from flax import nnx, struct
 
 from jaxhedge import ledger, nets
+from jaxhedge.agents import latent_vol
 from jaxhedge.agents.latent_vol import (LatentVolPolicy, delta_at_vol, discounted_returns,
                                         gaussian_log_prob, price_at_vol, reinforce_losses)
 from jaxhedge.contracts import Contract, ContractBatch, ContractDistribution
@@ -272,6 +273,9 @@ class AdaptiveQLBS:
       standardize_features: the policy reads its features standardised by the training
         distribution of the hparams at init (:meth:`feature_norm`; kept in the state, so the
         trained agent evaluates any contract with the same map).
+      ignored_inputs: feature names (:data:`nets.FEATURE_NAMES`) every network reads as 0
+        (for inputs held at 0 in training: :mod:`jaxhedge.agents.latent_vol`; why:
+        docs/adaptive_qlbs.md, "Study preset").
       learning_rate / risk_aversion: defaults for :meth:`default_hparams`.
     """
 
@@ -289,8 +293,11 @@ class AdaptiveQLBS:
     option: str = "call"
     estimator: str = "reinforce"
     rao_blackwell: bool = True
-    lr_decay_steps: int = 0
+    # its own range: the config loader's rule for ``lr_*`` names (a rate in (0, 10]) would
+    # refuse any number of updates above 10
+    lr_decay_steps: int = dataclasses.field(default=0, metadata={"range": (0, None)})
     standardize_features: bool = False
+    ignored_inputs: tuple[str, ...] = ()
     learning_rate: float = 1e-4
     risk_aversion: float = 0.02
     name: str = "adaptive_qlbs"
@@ -315,6 +322,8 @@ class AdaptiveQLBS:
         if not isinstance(self.lr_decay_steps, int) or self.lr_decay_steps < 0:
             raise ValueError("adaptive_qlbs.lr_decay_steps: must be an integer >= 0 "
                              f"(got {self.lr_decay_steps!r})")
+        object.__setattr__(self, "ignored_inputs",
+                           latent_vol.check_ignored(self.ignored_inputs, "adaptive_qlbs"))
 
     @property
     def is_call(self) -> bool:
@@ -341,7 +350,8 @@ class AdaptiveQLBS:
     def _policy(self, state, params=None) -> LatentVolPolicy:
         return LatentVolPolicy(graphdef=state.policy_graphdef,
                                params=state.params["policy"] if params is None else params,
-                               is_call=self.is_call, feature_norm=state.feature_norm)
+                               is_call=self.is_call, feature_norm=state.feature_norm,
+                               ignored=self.ignored_inputs)
 
     def feature_norm(self, hparams):
         """``(loc, scale)`` for :data:`nets.FEATURE_NAMES` from the contract distribution.
@@ -357,14 +367,23 @@ class AdaptiveQLBS:
         dtype = jnp.result_type(float)
         f = lambda x: jnp.asarray(x, dtype)
         d = hparams.contracts
-        big_t = self.n_steps * f(d.dt)
         unif = lambda lo, hi, floor: ((f(lo) + f(hi)) / 2,
                                       jnp.maximum((f(hi) - f(lo)) / jnp.sqrt(f(12.0)), floor))
         # decision dates t = 0..N-1: tau in {dt..N dt}, elapsed in {0..(N-1) dt}
-        dt = f(d.dt)
-        spread = jnp.maximum(dt * jnp.sqrt(f((self.n_steps**2 - 1) / 12)), dt)
-        tau = ((self.n_steps + 1) * dt / 2, spread)
-        elapsed = ((self.n_steps - 1) * dt / 2, spread)
+        n = self.n_steps
+        dt_lo, dt_hi = (f(x) for x in d.dt_range())
+        dt = (dt_lo + dt_hi) / 2
+        big_t = n * dt
+        spread = jnp.maximum(dt * jnp.sqrt(f((n**2 - 1) / 12)), dt)
+        # dt uniform on [dt_lo, dt_hi] too: std of k dt (k uniform on the dates, independent)
+        e_dt2 = dt**2 + (dt_hi - dt_lo) ** 2 / 12
+        def spread_k(e_k, e_k2):
+            return jnp.sqrt(jnp.maximum(e_k2 * e_dt2 - (e_k * dt) ** 2, 0.0))
+        ranged = dt_hi > dt_lo  # a fixed dt keeps exactly the former numbers
+        tau = ((n + 1) * dt / 2, jnp.where(ranged, jnp.maximum(
+            spread_k(f((n + 1) / 2), f((n + 1) * (2 * n + 1) / 6)), dt), spread))
+        elapsed = ((n - 1) * dt / 2, jnp.where(ranged, jnp.maximum(
+            spread_k(f((n - 1) / 2), f((n - 1) * (2 * n - 1) / 6)), dt), spread))
         sig = unif(d.sigma_lo, d.sigma_hi, 0.01)
         eps = unif(d.cost_lo, d.cost_hi, 1e-3)
         mu = (f(d.mu_mean), jnp.maximum(f(d.mu_std), 0.1))
@@ -392,7 +411,8 @@ class AdaptiveQLBS:
         are largest), and the network only learns the residual.
         """
         prior = -(1.0 - t / self.n_steps) * price_at_vol(obs, obs.vol, self.is_call)
-        net = nets.apply(state.baseline_graphdef, params, nets.observation_features(obs))
+        net = nets.apply(state.baseline_graphdef, params,
+                         latent_vol.features(obs, self.ignored_inputs))
         return prior + net[..., 0]
 
     # ------------------------------------------------------------------ protocol
@@ -405,10 +425,16 @@ class AdaptiveQLBS:
                                  feature_norm=(self.feature_norm(hparams)
                                                if self.standardize_features else None))
 
+    @staticmethod
+    def _dt(c: ContractBatch, hparams):
+        """Each contract's date spacing (the batch's ``dt``; a hand-built batch without one
+        takes the distribution's fixed ``dt``)."""
+        return hparams.contracts.dt if c.dt is None else c.dt
+
     def _obs(self, spot, t, c: ContractBatch, hparams, position) -> Observation:
         """Observation in strike units (strike 1) at date t; contract fields broadcast."""
         dtype = spot.dtype
-        dt = jnp.asarray(hparams.contracts.dt, dtype)
+        dt = jnp.asarray(self._dt(c, hparams), dtype)
         b = lambda x: jnp.broadcast_to(jnp.asarray(x, dtype), spot.shape)
         return Observation(
             spot=spot, strike=b(1.0), time_to_maturity=b((self.n_steps - t) * dt),
@@ -428,15 +454,16 @@ class AdaptiveQLBS:
         n, rs = self.n_steps, self.n_continuations
         policy = self._policy(state, policy_params)
         dtype = jnp.result_type(float)
-        dt = jnp.asarray(hparams.contracts.dt, dtype)
+        # one date spacing per env (contracts of different lives)
+        dt = jnp.broadcast_to(jnp.asarray(self._dt(contracts, hparams), dtype), (self.n_envs,))
         gamma = jnp.exp(-jnp.asarray(hparams.contracts.rate, dtype) * dt)
         c = contracts
         growth = jnp.exp(c.mu * dt) if rao_blackwell else None
         k_path, k_act, k_cont = jax.random.split(key, 3)
         path_keys = jax.random.split(k_path, self.n_envs)
         sim_params = gbm.GBMParams(s0=c.s0 / c.strike, mu=c.mu, sigma=c.sigma)
-        spots = jax.vmap(lambda k, p: gbm.simulate(k, p, 1, n, dt).spot[0])(
-            path_keys, sim_params)                                           # (E, N+1)
+        spots = jax.vmap(lambda k, p, h: gbm.simulate(k, p, 1, n, h).spot[0])(
+            path_keys, sim_params, dt)                                       # (E, N+1)
         cb = jax.tree.map(lambda x: x[:, None], c)                           # (E, 1)
         s_idx = jnp.arange(n + 1)
 
@@ -444,7 +471,7 @@ class AdaptiveQLBS:
             """(E, RS, N+1): S^c_s = S_t for s <= t, a fresh GBM path from S_t after."""
             keys = jax.random.split(k, self.n_envs)
             p = gbm.GBMParams(s0=s_t, mu=c.mu, sigma=c.sigma)
-            fresh = jax.vmap(lambda kk, pp: gbm.simulate(kk, pp, rs, n, dt).spot)(keys, p)
+            fresh = jax.vmap(lambda kk, pp, h: gbm.simulate(kk, pp, rs, n, h).spot)(keys, p, dt)
             return jnp.take(fresh, jnp.clip(s_idx - t, 0, n), axis=-1)
 
         def cont_hedges(cont, u_t, t):
@@ -492,8 +519,8 @@ class AdaptiveQLBS:
                           contracts, sample_actions=not pathwise)
         ep = jax.lax.stop_gradient(ep)
         dtype = ep["reward"].dtype
-        gamma = jnp.exp(-jnp.asarray(hparams.contracts.rate, dtype)
-                        * jnp.asarray(hparams.contracts.dt, dtype))
+        dt = jnp.asarray(self._dt(contracts, hparams), dtype)               # (E,)
+        gamma = jnp.exp(-jnp.asarray(hparams.contracts.rate, dtype) * dt)
         returns = discounted_returns(ep["reward"], gamma)                    # (E, N)
         t = jnp.arange(self.n_steps)
         cb = jax.tree.map(lambda x: x[:, None], contracts)
@@ -512,7 +539,7 @@ class AdaptiveQLBS:
             else:
                 mean, std = self._policy(state, params["policy"]).dist(obs)
                 log_probs = gaussian_log_prob(ep["vol"], mean, std)
-                pol, val = reinforce_losses(log_probs, returns, baseline, gamma)
+                pol, val = reinforce_losses(log_probs, returns, baseline, gamma[:, None])
             return pol + val, (pol, val)
 
         (loss, (pol, val)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -525,7 +552,7 @@ class AdaptiveQLBS:
         params = optax.apply_updates(state.params, updates)
         # price error of the t = 0 price head vs BS at the true sigma, in strike units
         sig_hat = ep["mean_vol"][:, 0]
-        tau = self.n_steps * jnp.asarray(hparams.contracts.dt, dtype)
+        tau = self.n_steps * dt
         s0, rate = ep["spot"][:, 0], hparams.contracts.rate
         c_hat = bs_price(s0, 1.0, tau, rate, sig_hat, 0.0, self.is_call)
         c_bs = bs_price(s0, 1.0, tau, rate, contracts.sigma, 0.0, self.is_call)
@@ -603,7 +630,7 @@ class AdaptiveQLBS:
                           sample_actions=False)
         dtype = ep["reward"].dtype
         gamma = jnp.exp(-jnp.asarray(hparams.contracts.rate, dtype)
-                        * jnp.asarray(hparams.contracts.dt, dtype))
+                        * jnp.asarray(self._dt(contracts, hparams), dtype))
         g0 = discounted_returns(ep["reward"], gamma)[:, 0]
         return -g0 * contracts.strike
 

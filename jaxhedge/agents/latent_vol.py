@@ -15,6 +15,12 @@ output ``sigma_hat ~ sigma`` then needs large first-layer weights on a nearly co
 and learns the sigma dependence slowly. ``None`` (the default, and what RLOP uses) leaves the
 features as they are.
 
+Optional ignored inputs (``LatentVolPolicy.ignored``, names of :data:`nets.FEATURE_NAMES`):
+those feature columns are read as 0 whatever the observation holds (:func:`features`). For
+agents trained with an input held at 0 (e.g. drift, cost, rate in the study presets): an
+input held constant in training has untrained weights, and a surface fit or a backtest that
+moves it would otherwise move the price and the hedge through them arbitrarily.
+
 Shapes: every function broadcasts over leading batch dimensions.
 """
 from __future__ import annotations
@@ -28,6 +34,25 @@ from jaxhedge.env import Observation
 from jaxhedge.pricing import bs_delta, bs_price
 
 VOL_FLOOR = 1e-3
+
+
+def features(obs, ignored: tuple[str, ...] = ()):
+    """:func:`nets.observation_features` of ``obs`` with the ``ignored`` columns set to 0."""
+    x = nets.observation_features(obs)
+    if ignored:
+        keep = jnp.asarray([name not in ignored for name in nets.FEATURE_NAMES], x.dtype)
+        x = x * keep
+    return x
+
+
+def check_ignored(ignored, owner: str) -> tuple[str, ...]:
+    """``ignored`` as a tuple of feature names; ValueError naming ``owner.ignored_inputs``."""
+    names = tuple(str(n) for n in ignored)
+    bad = [n for n in names if n not in nets.FEATURE_NAMES]
+    if bad:
+        raise ValueError(f"{owner}.ignored_inputs: {bad} are not features; choose from "
+                         f"{list(nets.FEATURE_NAMES)}")
+    return names
 
 
 def gaussian_log_prob(x, mean, std):
@@ -60,10 +85,12 @@ class LatentVolPolicy:
     params: object
     is_call: bool = struct.field(pytree_node=False, default=True)
     feature_norm: object = None
+    ignored: tuple = struct.field(pytree_node=False, default=())
 
     def features(self, obs):
-        """The network's input: observation features, standardised when ``feature_norm``."""
-        x = nets.observation_features(obs)
+        """The network's input: observation features (``ignored`` columns 0), standardised
+        when ``feature_norm``."""
+        x = features(obs, self.ignored)
         if self.feature_norm is not None:
             loc, scale = self.feature_norm
             x = (x - loc.astype(x.dtype)) / scale.astype(x.dtype)

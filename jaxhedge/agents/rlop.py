@@ -74,6 +74,7 @@ import optax
 from flax import nnx, struct
 
 from jaxhedge import ledger, nets, risk
+from jaxhedge.agents import latent_vol
 from jaxhedge.agents.latent_vol import (LatentVolPolicy, delta_at_vol, discounted_returns,
                                         price_at_vol, reinforce_losses, start_observation)
 from jaxhedge.contracts import Contract, ContractBatch, ContractDistribution
@@ -164,8 +165,8 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
                         is_call=True, charge_entry=False, charge_unwind=True) -> Replication:
     """All expiries' portfolios along ``spots`` (n, N+1) in one ``lax.scan`` over dates.
 
-    ``premiums`` (n, N): Pi_0^(i). ``strike``, ``drift``, ``vol``, ``costs`` fields broadcast
-    against (n,) (one per env). ``hedge_fn(key_t, obs) -> (u, aux)`` maps an
+    ``premiums`` (n, N): Pi_0^(i). ``strike``, ``drift``, ``vol``, ``dt``, ``costs`` fields
+    broadcast against (n,) (one per env). ``hedge_fn(key_t, obs) -> (u, aux)`` maps an
     :class:`Observation` with fields (n, N) (expiry i in column i-1, remaining time
     ``(i - t) dt``, previous position ``u_{t-1}^(i)``) to hedges (n, N) and any aux pytree;
     ``keys`` (N,) one per date (or None). Inactive columns (t >= i) get hedge 0, and a
@@ -193,9 +194,10 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
     big_n = n_dates - 1
     dtype = spots.dtype
     cast = lambda x: jnp.asarray(x, dtype)
-    dt, rate = cast(dt), cast(rate)
+    rate = cast(rate)
     col = lambda x: jnp.broadcast_to(cast(x), (n,))[:, None]  # (n, 1)
     strike_c, drift_c, vol_c = col(strike), col(drift), col(vol)
+    dt = col(dt)  # one date spacing per env (contracts of different lives)
     costs = jax.tree.map(col, costs)
     params = ledger.LedgerParams(costs=costs, rate=rate, div_yield=jnp.zeros((), dtype), dt=dt,
                                  charge_entry=charge_entry, charge_unwind=charge_unwind)
@@ -207,7 +209,7 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
         t, key, s_now, s_next = xs
         s_now, s_next = s_now[:, None], s_next[:, None]
         active = expiry > t  # (N,)
-        tau = jnp.where(active, (expiry - t) * dt, dt).astype(dtype)
+        tau = jnp.where(active, (expiry - t) * dt, dt).astype(dtype)  # (n, N)
         obs = Observation(
             spot=jnp.broadcast_to(s_now, (n, big_n)),
             strike=jnp.broadcast_to(strike_c, (n, big_n)),
@@ -296,6 +298,11 @@ class RLOP:
       charge_entry / charge_unwind: ledger flags (METHODS §2; paper training: unwind only).
       init_vol / init_std: where the policy's and the price head's latent vol (and the
         policy's std) start (see :meth:`_start_head_at`).
+      ignored_inputs: feature names (:data:`nets.FEATURE_NAMES`) every network reads as 0
+        (for inputs held at 0 in training: :mod:`jaxhedge.agents.latent_vol`; why:
+        docs/rlop.md, "Study preset").
+      lr_decay_steps: 0 keeps both learning rates constant; ``k > 0`` multiplies them by a
+        cosine from 1 down to 0.1 over updates ``0..k`` (then 0.1).
     """
 
     n_envs: int = 1000
@@ -320,6 +327,9 @@ class RLOP:
     charge_unwind: bool = True
     init_vol: float = 0.25
     init_std: float = 0.1
+    ignored_inputs: tuple[str, ...] = ()
+    # own range: the config loader's rule for ``lr_*`` names is a rate's (0, 10]
+    lr_decay_steps: int = dataclasses.field(default=0, metadata={"range": (0, None)})
     name: str = "rlop"
 
     def __post_init__(self):
@@ -329,6 +339,9 @@ class RLOP:
             raise ValueError(f"estimator: must be one of {ESTIMATORS} (got {self.estimator!r})")
         if self.option not in ("call", "put"):
             raise ValueError(f"option: must be 'call' or 'put' (got {self.option!r})")
+        if not isinstance(self.lr_decay_steps, int) or self.lr_decay_steps < 0:
+            raise ValueError("lr_decay_steps: must be an integer >= 0 "
+                             f"(got {self.lr_decay_steps!r})")
         for name in ("n_envs", "n_steps", "width", "n_blocks", "layers_per_block",
                      "price_width", "anneal_steps"):
             if int(getattr(self, name)) < 1:
@@ -342,6 +355,8 @@ class RLOP:
         if self.k_start <= 0 or self.k_end <= 0:
             raise ValueError("k_start: k_start and k_end must be > 0")
         object.__setattr__(self, "baseline_widths", tuple(int(w) for w in self.baseline_widths))
+        object.__setattr__(self, "ignored_inputs",
+                           latent_vol.check_ignored(self.ignored_inputs, "rlop"))
 
     @property
     def is_call(self) -> bool:
@@ -391,10 +406,10 @@ class RLOP:
     def _policy(self, state: RLOPState, params=None) -> LatentVolPolicy:
         return LatentVolPolicy(graphdef=state.policy_def,
                                params=state.policy if params is None else params,
-                               is_call=self.is_call)
+                               is_call=self.is_call, ignored=self.ignored_inputs)
 
     def _price_vol(self, price_def, price_params, obs):
-        mean, _ = nets.apply(price_def, price_params, nets.observation_features(obs))
+        mean, _ = nets.apply(price_def, price_params, latent_vol.features(obs, self.ignored_inputs))
         return mean
 
     def temperature_k(self, step):
@@ -404,11 +419,19 @@ class RLOP:
 
     # ------------------------------------------------------------------ simulation
     def simulate_paths(self, key, batch: ContractBatch, dt):
-        """(n, N+1) GBM paths, one per env with its own (s0, mu, sigma) (markets.gbm)."""
-        keys = jax.random.split(key, batch.s0.shape[0])
-        one = lambda k, s0, mu, sig: gbm.simulate(
-            k, gbm.GBMParams(s0=s0, mu=mu, sigma=sig), 1, self.n_steps, dt).spot[0]
-        return jax.vmap(one)(keys, batch.s0, batch.mu, batch.sigma)
+        """(n, N+1) GBM paths, one per env with its own (s0, mu, sigma) and date spacing
+        ``dt`` (a scalar or one per env) (markets.gbm)."""
+        n = batch.s0.shape[0]
+        keys = jax.random.split(key, n)
+        dt = jnp.broadcast_to(jnp.asarray(dt, jnp.result_type(batch.s0)), (n,))
+        one = lambda k, s0, mu, sig, h: gbm.simulate(
+            k, gbm.GBMParams(s0=s0, mu=mu, sigma=sig), 1, self.n_steps, h).spot[0]
+        return jax.vmap(one)(keys, batch.s0, batch.mu, batch.sigma, dt)
+
+    @staticmethod
+    def batch_dt(batch: ContractBatch, hparams):
+        """Each env's date spacing: the batch's ``dt``, else the distribution's fixed one."""
+        return hparams.contracts.dt if batch.dt is None else batch.dt
 
     def premiums(self, price_def, price_params, batch: ContractBatch, hparams, dtype):
         """(n, N) C_hat(S_0, K, i dt) for i = 1..N."""
@@ -418,8 +441,9 @@ class RLOP:
     def _start_obs(self, batch: ContractBatch, hparams, dtype) -> Observation:
         """(n, N) observations at t = 0 for every expiry i dt, i = 1..N."""
         n, big_n = batch.s0.shape[0], self.n_steps
-        tau = jnp.arange(1, big_n + 1, dtype=dtype) * hparams.contracts.dt
         shape = (n, big_n)
+        dt = jnp.broadcast_to(jnp.asarray(self.batch_dt(batch, hparams), dtype), (n,))
+        tau = jnp.arange(1, big_n + 1, dtype=dtype)[None, :] * dt[:, None]
         b = lambda x: jnp.broadcast_to(jnp.asarray(x, dtype)[..., None] if jnp.ndim(x) else
                                        jnp.asarray(x, dtype), shape)
         obs = Observation(spot=b(batch.s0), strike=b(batch.strike),
@@ -443,12 +467,12 @@ class RLOP:
             vol, logp = policy.sample(k, obs)
             vol = jax.lax.stop_gradient(vol)
             b = nets.apply(state.baseline_def, state.baseline,
-                           nets.observation_features(obs))[..., 0]
+                           latent_vol.features(obs, self.ignored_inputs))[..., 0]
             return delta_at_vol(obs, vol, self.is_call), (logp, b)
 
         keys = jax.random.split(key, self.n_steps)
         return stacked_replication(
-            paths, premiums, batch.strike, hparams.contracts.rate, hparams.contracts.dt,
+            paths, premiums, batch.strike, hparams.contracts.rate, self.batch_dt(batch, hparams),
             ledger.CostModel(proportional=batch.cost), hedge_fn, keys, drift=batch.mu,
             vol=batch.sigma, is_call=self.is_call, charge_entry=self.charge_entry,
             charge_unwind=self.charge_unwind)
@@ -478,7 +502,7 @@ class RLOP:
         pparams, bparams, threshold, cparams = trainable
         k_mkt, k_path, k_act = jax.random.split(key, 3)
         batch = hparams.contracts.sample(k_mkt, self.n_envs)
-        paths = self.simulate_paths(k_path, batch, hparams.contracts.dt)
+        paths = self.simulate_paths(k_path, batch, self.batch_dt(batch, hparams))
         dtype = paths.dtype
         prem = self.premiums(state.price_def, cparams, batch, hparams, dtype)
         prem_sg = jax.lax.stop_gradient(prem)
@@ -494,7 +518,9 @@ class RLOP:
         else:
             logp, base = rep.aux  # (N_t, n, N)
             big_n = self.n_steps
-            gamma = jnp.exp(-jnp.asarray(hparams.contracts.rate, dtype) * hparams.contracts.dt)
+            dt = jnp.asarray(self.batch_dt(batch, hparams), dtype)
+            gamma = jnp.exp(-jnp.asarray(hparams.contracts.rate, dtype) * dt)
+            gamma = jnp.reshape(gamma, jnp.shape(gamma) + (1,))  # per env, against (n, N_i)
             # reward of portfolio i arrives after the action at t = i - 1
             onehot = jnp.eye(big_n, dtype=dtype)  # [i-1, t]
             per_t = jax.lax.stop_gradient(rewards)[:, :, None] * onehot[None]  # (n, N_i, N_t)
@@ -546,12 +572,22 @@ class RLOP:
             return optax.apply_updates(params, upd), opt
 
         (pparams, bparams, threshold), opt_policy = step(
-            state.opt_policy, hparams.lr_policy, g_pol, trainable[:3])
-        cparams, opt_price = step(state.opt_price, hparams.lr_price, g_price, state.price)
+            state.opt_policy, self._decayed(hparams.lr_policy, state.step), g_pol,
+            trainable[:3])
+        cparams, opt_price = step(state.opt_price, self._decayed(hparams.lr_price, state.step),
+                                  g_price, state.price)
         new_state = state.replace(policy=pparams, baseline=bparams, threshold=threshold,
                                   price=cparams, opt_policy=opt_policy, opt_price=opt_price,
                                   step=state.step + 1)
         return new_state, metrics
+
+    def _decayed(self, lr, step):
+        """``lr`` times the cosine decay of :attr:`lr_decay_steps` (``lr`` itself when 0)."""
+        if self.lr_decay_steps == 0:
+            return lr
+        lr = jnp.asarray(lr)
+        frac = jnp.minimum(step.astype(lr.dtype) / self.lr_decay_steps, 1.0)
+        return lr * (0.1 + 0.45 * (1.0 + jnp.cos(jnp.pi * frac)))
 
     def evaluate(self, key, state: RLOPState, hparams, n_envs: int | None = None,
                  bs_premium: bool = False) -> dict:
@@ -563,7 +599,7 @@ class RLOP:
         n = self.n_envs if n_envs is None else n_envs
         k_mkt, k_path = jax.random.split(key)
         batch = hparams.contracts.sample(k_mkt, n)
-        paths = self.simulate_paths(k_path, batch, hparams.contracts.dt)
+        paths = self.simulate_paths(k_path, batch, self.batch_dt(batch, hparams))
         if bs_premium:
             obs = self._start_obs(batch, hparams, paths.dtype)
             prem = price_at_vol(obs, obs.vol, self.is_call)

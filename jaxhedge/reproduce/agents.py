@@ -69,11 +69,21 @@ def load_agents(run_dirs) -> dict[str, TrainedAgent]:
     return out
 
 
+def _last(val: dict, key: str):
+    """``key`` of the last evaluation's worst member (score: the row's)."""
+    last = val.get("last") or {}
+    if key == "score":
+        return last.get("score", float("nan"))
+    return next((m.get(key) for m in last.get("members", []) if m.get(key)), None)
+
+
 def train_agents(models, config: StudyConfig, out: Path, log=print) -> dict[str, Path]:
     """Train each RL model of ``models`` with its ``config`` preset into ``out/agents/<model>``.
 
     A finished run already there (``run.json`` present) is reused, so re-running the study
-    does not retrain; delete the directory to train afresh.
+    does not retrain; delete the directory to train afresh. A preset with an enabled
+    ``[validation]`` section stops early on it (the trainer reads the section from the
+    run's config); the log says where and why.
     """
     from jaxhedge.config import to_dict
     from jaxhedge.train import run_training
@@ -92,8 +102,16 @@ def train_agents(models, config: StudyConfig, out: Path, log=print) -> dict[str,
             overrides.append(f"train.n_steps={spec.n_steps}")
         job = load_job(AGENT_OF_MODEL[model], spec.preset, None, overrides)
         agent, hparams = job.build()
-        log(f"training {AGENT_OF_MODEL[model]} ({spec.preset} preset, "
+        log(f"training {AGENT_OF_MODEL[model]} ({spec.preset} preset, at most "
             f"{job.train.n_steps} updates) into {run_dir}")
-        run_training(agent, hparams, run_dir=run_dir, config=to_dict(job),
-                     **dataclasses.asdict(job.train))
+        info = run_training(agent, hparams, run_dir=run_dir, config=to_dict(job),
+                            **dataclasses.asdict(job.train)).info
+        val = info.get("validation") or {}
+        met = val.get("met_at_step")
+        log(f"{model}: {info['step']:,} updates in {info['wall_s']:.0f}s; "
+            + (f"validation criterion met at step {met:,}" if met is not None else
+               f"validation criterion NOT met ({info.get('stop_reason') or 'update cap'}; "
+               f"last score {_last(val, 'score'):.3g}, needs <= 1; gates failed: "
+               f"{', '.join(_last(val, 'gates_failed') or []) or 'not run'})"
+               if val else "no validation criterion"))
     return dirs

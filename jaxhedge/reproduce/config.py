@@ -28,12 +28,13 @@ class AgentTraining:
     """How ``reproduce`` trains an agent when no ``--agents`` run is given.
 
     Attributes:
-      preset: ``experiments/<agent>/<preset>.toml``.
+      preset: ``experiments/<agent>/<preset>.toml`` (the ``study`` presets stop early on
+        their ``[validation]`` criterion, so ``n_steps`` is a cap).
       n_steps: updates (overrides the preset's ``train.n_steps``; 0 keeps the preset's).
       overrides: further ``--set``-style overrides of the preset.
     """
 
-    preset: str = "paper"
+    preset: str = "study"
     n_steps: int = 0
     overrides: tuple[str, ...] = ()
 

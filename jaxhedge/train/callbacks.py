@@ -8,8 +8,12 @@
   done, ``rows`` the per-member metric rows (:func:`metric_rows`), ``summary`` the host
   copy of the chunk's :class:`~jaxhedge.train.loop.ChunkSummary`; ``ctx.train_state`` is
   the new state;
-* ``on_end(ctx, info)`` -- once, always: ``info`` is the ``run.json`` content, or None
-  when the loop was interrupted by an exception (close files, stop bars).
+* ``on_end(ctx, info)`` -- once, always: ``info`` is the ``run.json`` content (a callback
+  may add to it), or None when the loop was interrupted by an exception (close files, stop
+  bars).
+
+A callback stops the run early by setting ``ctx.stop_reason`` (e.g.
+:class:`jaxhedge.train.validation.EarlyStopping`).
 
 A non-finite chunk calls no ``on_chunk``: nothing of it is written or saved.
 
@@ -50,6 +54,10 @@ class RunContext:
       train_state: the newest finite members' state (updated before ``on_chunk``).
       step: updates done.
       last_saved: the newest checkpoint step (set by :class:`CheckpointCallback`).
+      agent: the agent being trained.
+      stop_reason: set by a callback (in ``on_start`` or ``on_chunk``) to end the run after
+        the current chunk; the state it saw is already checkpointed (:class:`CheckpointCallback`
+        runs first). Recorded in ``run.json``.
     """
 
     run_dir: Path
@@ -62,6 +70,8 @@ class RunContext:
     train_state: Any
     step: int
     last_saved: int | None = None
+    agent: Any = None
+    stop_reason: str | None = None
 
 
 class Callback(Protocol):

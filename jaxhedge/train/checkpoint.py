@@ -194,10 +194,13 @@ class Checkpointer:
                                                        meta["train_leaves"]["paths"]))
         hp_def = jax.tree.structure(hparams_target)
         n_hp = len(meta["hparams_leaves"]["spec"])
+        fill = None
         if hp_def.num_leaves != n_hp:
-            raise CheckpointMismatch(
-                f"{self.directory / str(step)}: checkpoint has {n_hp} hparams leaves, the "
-                f"agent's hparams have {hp_def.num_leaves}")
+            fill = _added_hparams(hparams_target, meta["hparams_leaves"].get("paths"))
+            if fill is None:
+                raise CheckpointMismatch(
+                    f"{self.directory / str(step)}: checkpoint has {n_hp} hparams leaves, the "
+                    f"agent's hparams have {hp_def.num_leaves}")
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(
                 train=ocp.args.StandardRestore(abstract(have)),
@@ -208,9 +211,31 @@ class Checkpointer:
         train = jax.tree.unflatten(train_def, [restored["train"][_leaf_key(i)]
                                                for i in range(len(have))])
         train = train.replace(key=jax.random.wrap_key_data(train.key, impl=meta["key_impl"]))
-        hparams = jax.tree.unflatten(hp_def, [restored["hparams"][_leaf_key(i)]
-                                              for i in range(n_hp)])
+        saved = [restored["hparams"][_leaf_key(i)] for i in range(n_hp)]
+        if fill is not None:  # hparam fields added since the run: their values in the target
+            by_path = dict(zip(meta["hparams_leaves"]["paths"], saved))
+            saved = [by_path.get(path, value) for path, value in fill]
+        hparams = jax.tree.unflatten(hp_def, saved)
         return train, hparams, meta
+
+
+def _added_hparams(target, saved_paths):
+    """``[(path, target value)]`` of ``target``'s leaves when the checkpoint's hparams are
+    ``target``'s minus some fields added since (e.g. ``contracts.dt_hi``), else None.
+
+    The added fields take the target's values: the defaults when restoring with the agent's
+    ``default_hparams()``, which are chosen so that a former run means what it meant.
+    """
+    if not saved_paths:
+        return None
+    flat = [(jax.tree_util.keystr(p), v)
+            for p, v in jax.tree_util.tree_flatten_with_path(target)[0]]
+    paths = [p for p, _ in flat]
+    if len(set(saved_paths)) != len(saved_paths) or not set(saved_paths) < set(paths):
+        return None
+    if any(isinstance(v, jax.ShapeDtypeStruct) for p, v in flat if p not in saved_paths):
+        return None
+    return flat
 
 
 def _mismatch_message(where, want, have, paths) -> str:

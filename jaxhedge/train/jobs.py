@@ -19,6 +19,7 @@ from jaxhedge.config import TrainConfig, load_config
 from jaxhedge.ledger import CostModel
 from jaxhedge.markets import market_spec
 from jaxhedge.markets.mixture import ScenarioMixture, check_mixture
+from jaxhedge.train.validation import ValidationConfig
 from jaxhedge.validate import prng_key
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
@@ -97,12 +98,15 @@ class AdaptiveQLBSJob:
     ``[hparams]`` its :class:`~jaxhedge.agents.adaptive_qlbs.AdaptiveQLBSHParams`
     (``learning_rate``, ``risk_aversion``) with the training distribution in
     ``[hparams.contracts]`` (:class:`jaxhedge.contracts.ContractDistribution`; a key missing
-    there takes that class's default, so the presets list every field); ``[train]``.
-    Presets: ``experiments/adaptive_qlbs/{paper,smoke}.toml``."""
+    there takes that class's default, so the presets list every field); ``[train]``;
+    ``[validation]`` the early-stopping criterion
+    (:class:`~jaxhedge.train.validation.ValidationConfig`, off unless ``enabled``).
+    Presets: ``experiments/adaptive_qlbs/{paper,smoke,study}.toml``."""
 
     agent: AdaptiveQLBS = AdaptiveQLBS()
     hparams: AdaptiveQLBSHParams = AdaptiveQLBSHParams()
     train: TrainConfig = TrainConfig()
+    validation: ValidationConfig = ValidationConfig()
 
     def __post_init__(self):
         try:
@@ -134,11 +138,13 @@ class QLBSJob:
 class RLOPJob:
     """``jaxhedge train --agent rlop``: ``[agent]`` the :class:`~jaxhedge.agents.rlop.RLOP`
     fields, ``[hparams]`` the learning rates, ``[hparams.contracts]`` the training
-    distribution (:class:`~jaxhedge.contracts.ContractDistribution` fields), ``[train]``."""
+    distribution (:class:`~jaxhedge.contracts.ContractDistribution` fields), ``[train]``,
+    ``[validation]`` the early-stopping criterion (off unless ``enabled``)."""
 
     agent: RLOP = RLOP()
     hparams: RLOPHParams = RLOPHParams()
     train: TrainConfig = TrainConfig()
+    validation: ValidationConfig = ValidationConfig()
 
     def __post_init__(self):
         try:

@@ -25,8 +25,9 @@ __all__ = ["run_info", "agent_prices"]
 
 
 def run_info(agent, train_state, hparams, static: dict, step: int, resumed_from, last_rows,
-             wall_s: float, compile_s: float, error) -> dict:
-    """The content of ``run.json`` (``error``: the NonFiniteError that stopped it, or None)."""
+             wall_s: float, compile_s: float, error, stop_reason: str | None = None) -> dict:
+    """The content of ``run.json`` (``error``: the NonFiniteError that stopped it, or None;
+    ``stop_reason``: why a callback ended it before ``n_steps``, or None)."""
     info = {
         "status": "non_finite" if error is not None else "completed",
         "error": str(error) if error is not None else None,
@@ -39,7 +40,7 @@ def run_info(agent, train_state, hparams, static: dict, step: int, resumed_from,
         "n_hparam_sets": static["n_hparam_sets"],
         "n_members": static["n_hparam_sets"] * static["n_seeds"],
         "n_steps": static["n_steps"], "chunk": static["chunk"],
-        "step": step, "resumed_from": resumed_from,
+        "step": step, "resumed_from": resumed_from, "stop_reason": stop_reason,
         "wall_s": wall_s, "compile_s": compile_s,
         "final_metrics": last_rows,
         "params_sha256": params_sha256(train_state.agent_state),

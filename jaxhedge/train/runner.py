@@ -86,11 +86,14 @@ def run_training(agent, hparams, seed: int = 0, n_steps: int = 1000, chunk: int 
       agent: a :class:`~jaxhedge.agents.base.LearningAgent`.
       hparams: one hparams pytree, or a ``list`` of them (a sweep of H sets, same structure).
       seed, n_seeds: member keys (see module docstring).
-      n_steps: total updates per member (the run stops there; a restored run continues to it).
+      n_steps: total updates per member (the run stops there, or earlier when a callback
+        sets ``ctx.stop_reason``; a restored run continues to it).
       chunk: updates per compiled ``lax.scan``; also the metrics / checkpoint period.
       run_dir: output directory (created).
       config: the resolved configuration (JSON-able dict, e.g. ``config.to_dict(cfg)``);
-        stored in every checkpoint and in ``run.json``.
+        stored in every checkpoint and in ``run.json``. An enabled ``validation`` section
+        (:class:`~jaxhedge.train.validation.ValidationConfig`) stops the run early on the
+        validation criterion (:class:`~jaxhedge.train.validation.EarlyStopping`).
       resume: continue from the newest checkpoint in ``run_dir`` if there is one (the
         checkpoint's hparams must equal ``hparams``). Without it an existing run is an error.
       progress: show a ``rich`` progress bar.
@@ -231,9 +234,10 @@ def _run(agent, hp, static, run_dir: Path, ckpt: Checkpointer, restored, progres
         ts, resumed_from = restored.train_state, restored.step
     ts, hp = shard_members(ts, hp)  # members over all local devices (no-op on one)
     step = int(np.asarray(ts.step).reshape(-1)[0])
-    ctx = RunContext(run_dir, static, hp, H, S, step, resumed_from, ts, step)
+    ctx = RunContext(run_dir, static, hp, H, S, step, resumed_from, ts, step, agent=agent)
     callbacks = [MetricsFiles(), *([TensorBoard()] if tensorboard else []),
-                 CheckpointCallback(ckpt), *callbacks,
+                 CheckpointCallback(ckpt), *_config_callbacks(static["config"], callbacks),
+                 *callbacks,
                  *([ProgressBar(f"{static['agent_name']} x{H * S}")] if progress else [])]
     compiled: dict[int, Any] = {}
     error: NonFiniteError | None = None
@@ -241,7 +245,7 @@ def _run(agent, hp, static, run_dir: Path, ckpt: Checkpointer, restored, progres
         for cb in callbacks:
             cb.on_start(ctx)
         last_rows = [r for r in read_metrics(run_dir) if r["step"] == step]
-        while step < n_steps:
+        while step < n_steps and ctx.stop_reason is None:
             n = min(chunk, n_steps - step)
             if n not in compiled:
                 t0 = time.perf_counter()
@@ -260,7 +264,7 @@ def _run(agent, hp, static, run_dir: Path, ckpt: Checkpointer, restored, progres
             for cb in callbacks:
                 cb.on_chunk(ctx, step, last_rows, summary)
         info = run_info(agent, ts, hp, static, step, resumed_from, last_rows,
-                        time.perf_counter() - t_start, compile_s, error)
+                        time.perf_counter() - t_start, compile_s, error, ctx.stop_reason)
     except BaseException:
         for cb in callbacks:
             cb.on_end(ctx, None)  # close files, wait for the last save, stop the bar
@@ -271,6 +275,19 @@ def _run(agent, hp, static, run_dir: Path, ckpt: Checkpointer, restored, progres
     if error is not None:
         raise error
     return RunResult(run_dir, ts, hp, info)
+
+
+def _config_callbacks(config, given) -> list:
+    """The callbacks a run's resolved config asks for: an enabled ``[validation]`` section
+    adds :class:`~jaxhedge.train.validation.EarlyStopping` (unless one was given), so a
+    resumed run (whose config comes from its checkpoint) stops on the same criterion."""
+    from jaxhedge.train.validation import EarlyStopping, ValidationConfig
+
+    section = (config or {}).get("validation") if isinstance(config, dict) else None
+    if not section or not section.get("enabled") or any(
+            isinstance(cb, EarlyStopping) for cb in given):
+        return []
+    return [EarlyStopping(ValidationConfig(**section))]
 
 
 def _non_finite(summary, step: int, S: int, last_saved: int) -> NonFiniteError:
