@@ -112,7 +112,8 @@ def training_ranges(agent, hparams, contract: Contract,
     f = lambda x: float(np.asarray(x))  # noqa: E731
     if d is not None:
         return {"moneyness": [f(d.s0_lo) / f(d.strike_hi), f(d.s0_hi) / f(d.strike_lo)],
-                "tau": [f(d.dt), f(d.dt) * contract.n_steps],
+                # dates of dt (or of a dt drawn on [dt, dt_hi] per contract)
+                "tau": [f(d.dt), max(f(d.dt), f(d.dt_hi)) * contract.n_steps],
                 "sigma": [f(d.sigma_lo), f(d.sigma_hi)],
                 "cost": [f(d.cost_lo), f(d.cost_hi)]}, "distribution"
     T, sig = f(contract.maturity), f(contract.sigma)
