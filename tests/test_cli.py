@@ -65,3 +65,19 @@ def test_demo_without_training_writes_table_and_plots(tmp_path):
     assert {(r["market"], r["agent"]) for r in rows} == {
         (m, a) for m in ("calm", "stressed") for a in ("naked", "delta", "ww")}
     assert (tmp_path / "pnl_stressed.png").exists() and (tmp_path / "demo.md").exists()
+
+
+@pytest.mark.slow
+def test_demo_marks_every_trained_agent_that_fails_a_gate(tmp_path):
+    """The demo's table carries the gate verdict of each trained agent: a label with
+    ``[GATE FAILED: ...]`` exactly for the agents whose recorded checks failed."""
+    from jaxhedge.demo import run_demo
+
+    rows = run_demo(tmp_path, n_paths=300)
+    gates = json.loads((tmp_path / "results.json").read_text())["gates"]
+    assert set(gates) == {"deep-hedging", "rlop", "adaptive-qlbs"}
+    labels = {r["agent"] for r in rows}
+    for name, g in gates.items():
+        bad = [c["name"] for c in g["checks"] if c["passed"] is False]
+        want = f"{name} [GATE FAILED: {', '.join(bad)}]" if bad else name
+        assert want in labels, (want, labels)
