@@ -35,7 +35,7 @@ from jaxhedge.runinfo import atomic_write_text
 from jaxhedge.train.checkpoint import Checkpointer
 
 __all__ = ["RunContext", "Callback", "MetricsFiles", "TensorBoard", "ProgressBar",
-           "CheckpointCallback", "metric_rows", "read_metrics", "ID_COLUMNS"]
+           "CheckpointCallback", "metric_rows", "read_metrics", "read_jsonl", "ID_COLUMNS"]
 
 ID_COLUMNS = ("step", "member", "hparam_set", "seed_index")
 
@@ -93,9 +93,10 @@ def metric_rows(means: dict, step: int, H: int, S: int) -> list[dict]:
     return rows
 
 
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """Rows of ``RUN_DIR/metrics.jsonl`` (a torn last line from a crash is skipped)."""
-    path = Path(run_dir) / "metrics.jsonl"
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Rows of a JSON-lines file a run appends to (a torn last line from a crash is
+    skipped; a missing file has no rows)."""
+    path = Path(path)
     if not path.exists():
         return []
     rows = []
@@ -105,6 +106,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         except json.JSONDecodeError:
             pass
     return rows
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """Rows of ``RUN_DIR/metrics.jsonl`` (a torn last line from a crash is skipped)."""
+    return read_jsonl(Path(run_dir) / "metrics.jsonl")
 
 
 # --------------------------------------------------------------------------- metrics files

@@ -39,6 +39,7 @@ import numpy as np
 from jaxhedge import pricing
 from jaxhedge.contracts import Contract
 from jaxhedge.runinfo import atomic_write_text
+from jaxhedge.train.callbacks import read_jsonl
 
 __all__ = ["ValidationConfig", "EarlyStopping", "validation_grid", "evaluate_member",
            "read_validation"]
@@ -149,15 +150,7 @@ def evaluate_member(agent, hparams, state, cfg: ValidationConfig, outputs=None) 
 
 def read_validation(run_dir: str | Path) -> list[dict]:
     """Rows of ``RUN_DIR/validation.jsonl`` (a torn last line is skipped)."""
-    path = Path(run_dir) / _FILE
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
-    return rows
+    return read_jsonl(Path(run_dir) / _FILE)
 
 
 class EarlyStopping:
