@@ -89,11 +89,17 @@ def simulate_paths(key, env: HedgingEnv, params: EnvParams, n_paths: int,
 
 
 def run_on_paths(env: HedgingEnv, params: EnvParams, hedger, paths: MarketPaths,
-                 keep_paths: bool = True) -> RolloutResult:
+                 keep_paths: bool = True, remat: bool = False) -> RolloutResult:
     """Hedge every path of ``paths`` (fields (n_paths, N+1)) with ``hedger``.
 
     ``keep_paths=False`` skips returning the spot paths and positions, which saves
     writing two (n_paths, N) arrays when only the P&L statistics are wanted.
+    ``remat=True`` (for a gradient through the rollout, deep hedging's training): the
+    backward scan recomputes each date's network activations from the carried account
+    (``jax.checkpoint``) instead of the forward scan stacking every date's residuals and
+    the backward slicing them back: on pfhedge's example (10k paths x 20 dates, 4 x 32 MLP)
+    the train step falls from 157 to 91 ms on 2 CPU cores (the slicing was 37 % of op
+    time; docs/performance.md). Same values; no effect on a pass without a gradient.
     """
     n_paths = paths.spot.shape[0]
     dtype = paths.spot.dtype
@@ -112,6 +118,9 @@ def run_on_paths(env: HedgingEnv, params: EnvParams, hedger, paths: MarketPaths,
     def body(account, xs):
         account, action = one_step(account, *xs, last=False)
         return account, (action if keep_paths else None)
+
+    if remat:  # see the docstring
+        body = jax.checkpoint(body)
 
     # dates 0..N-2 in the scan (no conditional in the loop body), the close-out date apart
     steps = jnp.arange(env.n_steps, dtype=jnp.int32)

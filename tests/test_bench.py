@@ -34,6 +34,7 @@ def test_bench_tiny_writes_one_json_with_every_measurement(tmp_path, monkeypatch
     assert names[:2] == ["rollout", "members_vmapped_vs_sequential"]
     assert any(n.startswith("adaptive_qlbs_update") for n in names)
     assert "deep_hedging_pfhedge_example" in names
+    assert "rlop_update_authors_size" in names
     n_ratios = 0
     for m in result["measurements"]:
         assert m["command"].startswith("jaxhedge bench")
@@ -133,6 +134,52 @@ def test_adaptive_qlbs_update_evaluates_the_counted_policy_rows(monkeypatch):
     assert rows["continuation"] == 5 * 3 * 6  # N(N-1)/2 = 6, not N(N+1)/2 = 10
     paper = flops.adaptive_qlbs_policy_rows(2500, 200, 4)
     assert paper["continuation"] == 3_000_000
+
+
+def test_rlop_update_evaluates_the_counted_rows(monkeypatch):
+    """The RLOP bench's row count against an instrumented run of the real update (the
+    policy's evaluated cells and the price net's rows), and the authors' network size."""
+    from jaxhedge.agents import rlop
+    from jaxhedge.agents.latent_vol import LatentVolPolicy
+    from jaxhedge.bench import rlop_update
+
+    seen = {"policy": [], "price": []}
+    original_dist = LatentVolPolicy.dist
+    original_price = rlop.RLOP._price_vol
+
+    def counting_dist(self, obs):
+        out = original_dist(self, obs)
+        jax.debug.callback(lambda m: seen["policy"].append(int(np.size(m))), out[0])
+        return out
+
+    def counting_price(self, price_def, price_params, obs):
+        out = original_price(self, price_def, price_params, obs)
+        jax.debug.callback(lambda m: seen["price"].append(int(np.size(m))), out)
+        return out
+
+    monkeypatch.setattr(LatentVolPolicy, "dist", counting_dist)
+    monkeypatch.setattr(rlop.RLOP, "_price_vol", counting_price)
+    agent, hp = rlop_update.authors_size_agent(n_envs=6, n_steps=3)
+    state = agent.init(jax.random.key(0), hp)
+    seen["policy"].clear(), seen["price"].clear()
+    jax.block_until_ready(jax.jit(agent.update)(jax.random.key(1), state, hp))
+    jax.effects_barrier()
+    rows = rlop_update.rlop_rows(6, 3)
+    assert sum(seen["policy"]) == rows["policy_evaluated"] == rows["policy_live"] == 6 * 6
+    assert sum(seen["price"]) == rows["price_rows"] == 6 * 3
+    assert rows["policy_cells"] == 6 * 9
+    # ~37.5k MACs per row each (the issue's "networks of the authors' size")
+    for params in (state.policy, state.price):
+        assert 37_000 <= flops.params_macs(params) <= 38_000
+    # with the live cells unrolled the update has no loop, so XLA's cost analysis sees
+    # all of it: the matmul count is a lower bound within FLOP_TOL (64 envs: Adam's
+    # per-weight work, ~1 M FLOPs, is then a small part)
+    agent, hp = rlop_update.authors_size_agent(n_envs=64, n_steps=3)
+    state = agent.init(jax.random.key(0), hp)
+    compiled = jax.jit(agent.update).lower(jax.random.key(1), state, hp).compile()
+    ours = rlop_update.update_flops(agent, state)["flops"]
+    assert ours <= flops.xla_flops(compiled) <= ours * (1 + FLOP_TOL), (
+        ours, flops.xla_flops(compiled))
 
 
 def test_pfhedge_inputs_are_log_moneyness_expiry_vol_prev_hedge():

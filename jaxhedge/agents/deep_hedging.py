@@ -282,27 +282,29 @@ class DeepHedging:
                           is_call=self.env.is_call, columns=self.columns)
 
     def simulate(self, key, hedger, hparams, n_paths: int | None = None,
-                 keep_paths: bool = False) -> RolloutResult:
+                 keep_paths: bool = False, remat: bool = False) -> RolloutResult:
         """``n_paths`` episodes of ``hedger`` on the training market of ``hparams.env``.
 
         Without a path sampler: :func:`jaxhedge.rollout.rollout` unjitted (same key and
         ``n_paths`` -> the same paths as ``rollout``, common random numbers); with one: its
         paths around ``hparams.env``'s contract (same key, same paths). Differentiable in the
         hedger's parameters. ``keep_paths`` as in ``run_on_paths`` (off by default: training
-        needs only the P&L and costs).
+        needs only the P&L and costs). ``remat``: recompute the dates' activations in the
+        backward pass (``run_on_paths``; the training step sets it).
         """
         n = self.n_paths if n_paths is None else n_paths
-        return self._episodes(key, hedger, self.env, hparams.env, n, keep_paths)
+        return self._episodes(key, hedger, self.env, hparams.env, n, keep_paths, remat)
 
     def _episodes(self, key, hedger, config: EnvConfig, env_params: EnvParams, n: int,
-                  keep_paths: bool = False) -> RolloutResult:
+                  keep_paths: bool = False, remat: bool = False) -> RolloutResult:
         env = HedgingEnv(config)
         if self.path_sampler is None:
             paths = simulate_paths(key, env, env_params, n)
         else:
             contract = Contract.from_env(config, env_params)
             paths = jax.lax.stop_gradient(self.path_sampler(key, contract, n))
-        return run_on_paths(env, env_params, hedger, paths, keep_paths=keep_paths)
+        return run_on_paths(env, env_params, hedger, paths, keep_paths=keep_paths,
+                            remat=remat)
 
     def contract_env(self, hparams: DeepHedgingHParams,
                      contract: Contract) -> tuple[EnvConfig, EnvParams]:
@@ -363,7 +365,8 @@ class DeepHedging:
 
         def loss_fn(trainable):
             params, threshold = trainable
-            out = self.simulate(key, self._hedger(state.graphdef, params), hparams)
+            out = self.simulate(key, self._hedger(state.graphdef, params), hparams,
+                                remat=True)
             return self.risk_objective(out.pnl, threshold, hparams), out
 
         trainable = (state.params, state.threshold)

@@ -61,6 +61,19 @@ def gaussian_log_prob(x, mean, std):
     return -0.5 * z * z - jnp.log(std) - 0.5 * jnp.log(2 * jnp.pi)
 
 
+def score_sample(mean, std, noise):
+    """REINFORCE's action and log-probability: ``vol = mean + std * noise`` held fixed.
+
+    The action is a constant of the gradient (``stop_gradient``), so ``d log_prob`` is the
+    score ``((vol - mean) / std^2) d mean + ((vol - mean)^2 / std^3 - 1 / std) d std``.
+    Why it matters: with the action left differentiable, ``(vol - mean) / std`` is the
+    noise itself whatever the parameters, and the gradient in ``mean`` is exactly 0 --
+    REINFORCE would then move only the spread, never the hedge.
+    """
+    vol = jax.lax.stop_gradient(mean + std * noise)
+    return vol, gaussian_log_prob(vol, mean, std)
+
+
 def delta_at_vol(obs, vol, is_call=True):
     """BS delta of the short option's hedge at volatility ``vol`` (floored at VOL_FLOOR)."""
     return bs_delta(obs.spot, obs.strike, obs.time_to_maturity, obs.rate,
@@ -100,10 +113,10 @@ class LatentVolPolicy:
         return nets.apply(self.graphdef, self.params, self.features(obs))
 
     def sample(self, key, obs):
-        """(vol, log_prob) of one sampled action per observation."""
+        """(vol, log_prob) of one sampled action per observation (:func:`score_sample`)."""
         mean, std = self.dist(obs)
-        vol = mean + std * jax.random.normal(key, jnp.shape(mean), jnp.result_type(mean))
-        return vol, gaussian_log_prob(vol, mean, std)
+        return score_sample(mean, std, jax.random.normal(key, jnp.shape(mean),
+                                                         jnp.result_type(mean)))
 
     def __call__(self, obs):
         mean, _ = self.dist(obs)

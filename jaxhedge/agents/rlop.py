@@ -160,10 +160,16 @@ class Replication:
 
 
 # ---------------------------------------------------------------------------- pure pieces
+#: up to this many dates :func:`stacked_replication` unrolls its date loop and feeds the
+#: hedge function only the live expiries of each date (see there)
+LIVE_CELLS_MAX_DATES = 8
+
+
 def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostModel,
                         hedge_fn: Callable, keys=None, *, drift=0.0, vol=0.2,
-                        is_call=True, charge_entry=False, charge_unwind=True) -> Replication:
-    """All expiries' portfolios along ``spots`` (n, N+1) in one ``lax.scan`` over dates.
+                        is_call=True, charge_entry=False, charge_unwind=True,
+                        live_only: bool | None = None) -> Replication:
+    """All expiries' portfolios along ``spots`` (n, N+1), one step per date.
 
     ``premiums`` (n, N): Pi_0^(i). ``strike``, ``drift``, ``vol``, ``dt``, ``costs`` fields
     broadcast against (n,) (one per env). ``hedge_fn(key_t, obs) -> (u, aux)`` maps an
@@ -179,6 +185,14 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
     (charged if ``charge_unwind``); ``ledger.where(active, ...)`` freezes a column after its
     expiry. Column i-1 is exactly ``ledger.replay`` of the tape ``u_0^(i)..u_{i-1}^(i)`` on
     ``S_0..S_i`` (tested).
+
+    ``live_only`` (None: ``N <= LIVE_CELLS_MAX_DATES``): the date loop is unrolled at trace
+    time and date t calls ``hedge_fn`` on the live columns t..N-1 only, (n, N-t) instead of
+    (n, N); hedges and aux are zero-padded back to (n, N). Why: a ``lax.scan`` needs one
+    shape for every date, so it evaluates the network on all n N^2 cells of the triangle,
+    of which n N (N+1)/2 are live (16 k for 10 k at the paper's N = 4), forward and
+    backward. Same numbers either way (tested); the scan is kept for long horizons, where
+    unrolling would grow the program with N.
 
     Shapes (n = 3 envs, N = 4 expiries; a flat path and no costs keep each premium):
 
@@ -205,25 +219,27 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
     if keys is None:
         keys = jax.random.split(jax.random.key(0), big_n)
 
-    def body(account: ledger.LedgerState, xs):
+    def body(account: ledger.LedgerState, xs, first: int = 0):
+        # ``first``: static index of the first column handed to hedge_fn (live_only)
         t, key, s_now, s_next = xs
         s_now, s_next = s_now[:, None], s_next[:, None]
         active = expiry > t  # (N,)
         tau = jnp.where(active, (expiry - t) * dt, dt).astype(dtype)  # (n, N)
+        width = big_n - first
+        cols = lambda x: jnp.broadcast_to(x, (n, big_n))[:, first:]  # noqa: E731
         obs = Observation(
-            spot=jnp.broadcast_to(s_now, (n, big_n)),
-            strike=jnp.broadcast_to(strike_c, (n, big_n)),
-            time_to_maturity=jnp.broadcast_to(tau, (n, big_n)),
-            elapsed=jnp.broadcast_to(t * dt, (n, big_n)).astype(dtype),
-            rate=jnp.broadcast_to(rate, (n, big_n)),
-            div_yield=jnp.zeros((n, big_n), dtype),
-            drift=jnp.broadcast_to(drift_c, (n, big_n)),
-            vol=jnp.broadcast_to(vol_c, (n, big_n)),
-            cost=jnp.broadcast_to(costs.proportional, (n, big_n)),
-            cost_multiplier=jnp.ones((n, big_n), dtype),
-            position=account.shares,
+            spot=cols(s_now), strike=cols(strike_c), time_to_maturity=cols(tau),
+            elapsed=jnp.broadcast_to(t * dt, (n, width)).astype(dtype),
+            rate=jnp.broadcast_to(rate, (n, width)),
+            div_yield=jnp.zeros((n, width), dtype),
+            drift=cols(drift_c), vol=cols(vol_c), cost=cols(costs.proportional),
+            cost_multiplier=jnp.ones((n, width), dtype),
+            position=account.shares[:, first:],
         )
         u, aux = hedge_fn(key, obs)
+        if first:  # zero-pad the dead columns back to (n, N)
+            pad = lambda a: jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(first, 0)])  # noqa: E731
+            u, aux = pad(u), jax.tree.map(pad, aux)
         u = jnp.where(active, u.astype(dtype), 0.0)
         # trade at t (the entry trade at t = 0 pays costs only if charge_entry), let (t, t+1]
         # pass, and at its expiry i = t + 1 close the portfolio out (u_i^(i) := 0)
@@ -236,7 +252,16 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
 
     account = ledger.open_account(cast(premiums) * jnp.ones((n, big_n), dtype))
     xs = (jnp.arange(big_n), keys, spots[:, :-1].T, spots[:, 1:].T)
-    account, (hedges, taus, aux) = jax.lax.scan(body, account, xs)
+    if live_only is None:
+        live_only = big_n <= LIVE_CELLS_MAX_DATES
+    if live_only:
+        outs = []
+        for t in range(big_n):  # trace-time unroll: date t sees columns t..N-1
+            account, out = body(account, jax.tree.map(lambda a: a[t], xs), first=t)
+            outs.append(out)
+        hedges, taus, aux = jax.tree.map(lambda *a: jnp.stack(a), *outs)
+    else:
+        account, (hedges, taus, aux) = jax.lax.scan(body, account, xs)
     payoff = ledger.payoff(spots[:, 1:], strike_c, is_call)
     active = expiry[None, :] > jnp.arange(big_n)[:, None]
     # every column is closed out by the end: its cash is Pi_i^(i)
@@ -464,8 +489,12 @@ class RLOP:
             if mode == "mean":
                 mean, _ = policy.dist(obs)
                 return delta_at_vol(obs, mean, self.is_call), ()
-            vol, logp = policy.sample(k, obs)
-            vol = jax.lax.stop_gradient(vol)
+            # the noise of all N columns, then the live ones (stacked_replication's
+            # live_only hands date t columns t..N-1): the same draws with or without it
+            mean, std = policy.dist(obs)
+            noise = jax.random.normal(k, mean.shape[:-1] + (self.n_steps,), mean.dtype)
+            vol, logp = latent_vol.score_sample(mean, std,
+                                                noise[..., self.n_steps - mean.shape[-1]:])
             b = nets.apply(state.baseline_def, state.baseline,
                            latent_vol.features(obs, self.ignored_inputs))[..., 0]
             return delta_at_vol(obs, vol, self.is_call), (logp, b)

@@ -32,17 +32,19 @@ def sizes(mode: str, backend: str) -> dict:
                 "rollout_steps": 64, "rollout_headline": 1_048_576 if accel else 65_536,
                 "repeats": 5, "members": (8, 8), "member_updates": 50,
                 "member_paths": (16, 256), "aqlbs_preset": "paper",
-                "pfhedge_paths": 10_000, "pfhedge_price_paths": (10_000, 100_000)}
+                "pfhedge_paths": 10_000, "pfhedge_price_paths": (10_000, 100_000),
+                "rlop_envs": 1000, "rlop_steps": 4}
     if mode == "quick":
         return {"matmul_n": 1024, "rollout_sweep": [1_024, 4_096, 16_384],
                 "rollout_steps": 32, "rollout_headline": 16_384, "repeats": 3,
                 "members": (2, 4), "member_updates": 5, "member_paths": (16,),
                 "aqlbs_preset": "smoke", "pfhedge_paths": 1_000,
-                "pfhedge_price_paths": (1_000, 10_000)}
+                "pfhedge_price_paths": (1_000, 10_000), "rlop_envs": 200, "rlop_steps": 4}
     return {"matmul_n": 128, "rollout_sweep": [256, 1_024], "rollout_steps": 8,
             "rollout_headline": 1_024, "repeats": 1, "members": (2, 2),
             "member_updates": 2, "member_paths": (8,), "aqlbs_preset": "tiny",
-            "pfhedge_paths": 64, "pfhedge_price_paths": (64,)}
+            "pfhedge_paths": 64, "pfhedge_price_paths": (64,), "rlop_envs": 16,
+            "rlop_steps": 3}
 
 
 def _rollout(sz, command) -> dict:
@@ -101,6 +103,22 @@ def _aqlbs(sz, peak, command) -> dict:
             "ratios": {"fraction_of_matmul_peak": res["gflops"] / peak}}
 
 
+def _rlop(sz, peak, command) -> dict:
+    from jaxhedge.bench.rlop_update import measure
+
+    res = measure(sz["rlop_envs"], sz["rlop_steps"], repeats=sz["repeats"])
+    return {"name": "rlop_update_authors_size",
+            "work": {"unit": "live policy row", "count": res["rows"]["policy_live"],
+                     "what": f"RLOP paper preset, {res['n_envs']} envs x N = {res['n_steps']}"
+                             f" stacked expiries, REINFORCE; policy and price networks of "
+                             f"the authors' size ({res['policy_macs_per_row']} / "
+                             f"{res['price_macs_per_row']} MACs per row)"},
+            "command": command, "jaxhedge": res, "reference": {"matmul_peak_gflops": peak},
+            "reference_name": "fp32 matmul peak measured in the same run (the authors' "
+                              "time quoted from issue 13 is in jaxhedge.quoted_reference)",
+            "ratios": {"fraction_of_matmul_peak": res["gflops"] / peak}}
+
+
 def _pfhedge(sz, command) -> dict:
     from jaxhedge.bench import peers
     from jaxhedge.bench.pfhedge_match import measure
@@ -134,6 +152,7 @@ def run_harness(mode: str = "full", command: str = "jaxhedge bench", log=print) 
     for label, fn in (("rollout", lambda: _rollout(sz, command)),
                       ("members", lambda: _members(sz, command)),
                       ("adaptive-qlbs", lambda: _aqlbs(sz, peak, command)),
+                      ("rlop", lambda: _rlop(sz, peak, command)),
                       ("pfhedge example", lambda: _pfhedge(sz, command))):
         t0 = time.perf_counter()
         m = fn()

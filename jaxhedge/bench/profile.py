@@ -3,8 +3,10 @@
     python -m jaxhedge.bench.profile [--out DIR]
 
 Profiles, on the current backend, a deep-hedging train step (pfhedge's example network
-and inputs, 1,000 paths x 20 dates) and an Adaptive-QLBS update (paper networks, 250
-envs x 50 continuations x N = 4). The trace's executor events are summed by op name
+and inputs, 10,000 paths x 20 dates: the benchmark's size), an Adaptive-QLBS update (paper
+networks, 250 envs x 50 continuations x N = 4), the BS-delta rollout of the throughput
+benchmark (65,536 paths x 64 dates) and the RLOP update with the authors' network size
+(1,000 envs x N = 4). ``--parts`` picks some. The trace's executor events are summed by op name
 (``dot``/``ynn_fusion``: matmuls; ``*dynamic-update-slice*``/``dynamic-slice*``: a scan
 writing or reading its stacked per-date arrays; ``copy``: layout copies; other
 ``*_fusion``: fused elementwise work). Container events (``while``, ``ThunkExecutor``)
@@ -80,30 +82,75 @@ def profile(fn, args, out_dir: Path, n_runs: int = 3) -> dict:
     return summarise_trace(trace, n_runs, wall)
 
 
+PARTS = ("deep_hedging_train_step", "adaptive_qlbs_update", "rollout", "rlop_update")
+
+
+def _cases(key):
+    """name -> (fn, args, config text), built lazily (only the parts asked for)."""
+    def deep_hedging():
+        from jaxhedge.bench.pfhedge_match import pfhedge_agent, pfhedge_hparams
+        dh = pfhedge_agent(n_paths=10_000)
+        hp = pfhedge_hparams(dh)
+        return dh.update, (key, dh.init(key, hp), hp), "pfhedge example, 10,000 paths x 20"
+
+    def adaptive_qlbs():
+        from jaxhedge.agents.adaptive_qlbs import AdaptiveQLBS
+        from jaxhedge.train.jobs import load_job
+        aq, hp = load_job("adaptive-qlbs", "paper").build()
+        aq = AdaptiveQLBS(**{**{f: getattr(aq, f) for f in aq.__dataclass_fields__},
+                             "n_envs": 250, "n_continuations": 50})
+        return (aq.update, (key, aq.init(key, hp), hp),
+                "paper networks, 250 envs x 50 continuations x 4")
+
+    def rollout_case():
+        from jaxhedge import agents
+        from jaxhedge.bench import throughput as tp
+        from jaxhedge.env import EnvConfig, HedgingEnv
+        from jaxhedge.ledger import CostModel
+        from jaxhedge.markets import GBMParams
+        from jaxhedge.rollout import rollout
+        env = HedgingEnv(EnvConfig(market="gbm", n_steps=64))
+        params = env.default_params(GBMParams(s0=tp.S0, mu=tp.MU, sigma=tp.SIGMA),
+                                    strike=tp.STRIKE, maturity=tp.MATURITY, rate=tp.RATE,
+                                    costs=CostModel(tp.EPS))
+        hedger = agents.DeltaHedger()
+        fn = lambda k, p: rollout(k, env, p, hedger, 65_536, keep_paths=False)  # noqa: E731
+        return fn, (key, params), "BS-delta rollout, 65,536 paths x 64 dates"
+
+    def rlop_case():
+        from jaxhedge.bench.rlop_update import authors_size_agent
+        agent, hp = authors_size_agent()
+        return (agent.update, (key, agent.init(key, hp), hp),
+                "RLOP paper preset, authors' network size, 1,000 envs x N = 4")
+
+    return {"deep_hedging_train_step": deep_hedging, "adaptive_qlbs_update": adaptive_qlbs,
+            "rollout": rollout_case, "rlop_update": rlop_case}
+
+
 def main(argv=None) -> int:
-    from jaxhedge.agents.adaptive_qlbs import AdaptiveQLBS
-    from jaxhedge.bench.pfhedge_match import pfhedge_agent, pfhedge_hparams
-    from jaxhedge.train.jobs import load_job
+    from jaxhedge.cpu import use_all_cores
     from jaxhedge.runinfo import atomic_write_json, run_metadata
+
+    use_all_cores()  # as `jaxhedge bench` does (before JAX starts): one device per core
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/profile"))
+    p.add_argument("--parts", default=",".join(PARTS),
+                   help="comma-separated subset of " + ", ".join(PARTS))
     args = p.parse_args(argv)
+    parts = [x for x in args.parts.split(",") if x]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        p.error(f"--parts: unknown {', '.join(unknown)} (allowed: {', '.join(PARTS)})")
     key = jax.random.key(0)
-    dh = pfhedge_agent(n_paths=1000)
-    dh_hp = pfhedge_hparams(dh)
-    aq, aq_hp = load_job("adaptive-qlbs", "paper").build()
-    aq = AdaptiveQLBS(**{**{f: getattr(aq, f) for f in aq.__dataclass_fields__},
-                         "n_envs": 250, "n_continuations": 50})
-    result = {"deep_hedging_train_step": profile(
-                  dh.update, (key, dh.init(key, dh_hp), dh_hp), args.out / "deep_hedging"),
-              "adaptive_qlbs_update": profile(
-                  aq.update, (key, aq.init(key, aq_hp), aq_hp), args.out / "adaptive_qlbs"),
-              "configs": {"deep_hedging": "pfhedge example network/inputs, 1,000 paths x 20",
-                          "adaptive_qlbs": "paper networks, 250 envs x 50 continuations x 4"},
-              **run_metadata()}
+    cases = _cases(key)
+    result, configs = {}, {}
+    for name in parts:
+        fn, fargs, configs[name] = cases[name]()
+        result[name] = profile(fn, fargs, args.out / name)
+    result = {**result, "configs": configs, **run_metadata()}
     atomic_write_json(args.out / "profile.json", result)
-    for name in ("deep_hedging_train_step", "adaptive_qlbs_update"):
+    for name in parts:
         r = result[name]
         print(f"{name}: {r['per_run_s']}")
         print("  " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in r["categories_share"].items()))
