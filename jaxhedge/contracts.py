@@ -177,7 +177,9 @@ class ContractDistribution:
     """Training distribution of GBM contracts (every field a pytree leaf: vmappable, sweepable).
 
     ``mu ~ N(mu_mean, mu_std^2)``; ``sigma``, ``s0``, ``strike``, ``cost`` uniform on
-    ``[lo, hi]`` (``lo == hi`` fixes them); the dates' spacing ``dt`` is uniform on
+    ``[lo, hi]`` (``lo == hi`` fixes them), ``sigma`` log-uniform instead when
+    ``sigma_log = 1`` (as many contracts in [0.05, 0.2] as in [0.55, 2.2]: a wide vol range
+    drawn uniformly leaves the low vols of calm equity markets almost unseen); the dates' spacing ``dt`` is uniform on
     ``[dt, dt_hi]`` when ``dt_hi > dt`` (so the life ``n_steps * dt`` varies: ``n_steps`` is
     the agent's static field), else every contract has ``dt`` (``dt_hi = 0``, the default);
     one rate, no dividend.
@@ -204,6 +206,7 @@ class ContractDistribution:
     cost_lo: float = 0.0
     cost_hi: float = 0.0
     dt_hi: float = 0.0
+    sigma_log: float = 0.0   # 1: sigma log-uniform on [sigma_lo, sigma_hi]; 0: uniform
 
     def dt_range(self):
         """``(lo, hi)`` of the dates' spacing (``hi == lo`` when it is fixed); traceable."""
@@ -224,11 +227,18 @@ class ContractDistribution:
         return ContractBatch(
             mu=jnp.asarray(self.mu_mean, dtype)
             + jnp.asarray(self.mu_std, dtype) * jax.random.normal(ks[0], shape, dtype),
-            sigma=u(ks[1], self.sigma_lo, self.sigma_hi),
+            sigma=self._sigma(ks[1], shape, dtype),
             strike=u(ks[2], self.strike_lo, self.strike_hi),
             s0=u(ks[3], self.s0_lo, self.s0_hi),
             cost=u(ks[4], self.cost_lo, self.cost_hi),
             dt=u(jax.random.fold_in(key, 5), *self.dt_range()))
+
+    def _sigma(self, key, shape, dtype):
+        # the same uniform bits either way (one key): sigma_log = 0 is the former draw
+        lo, hi = jnp.asarray(self.sigma_lo, dtype), jnp.asarray(self.sigma_hi, dtype)
+        lin = jax.random.uniform(key, shape, dtype, lo, hi)
+        log = jnp.exp(jax.random.uniform(key, shape, dtype, jnp.log(lo), jnp.log(hi)))
+        return jnp.where(jnp.asarray(self.sigma_log) > 0.5, jnp.clip(log, lo, hi), lin)
 
     def centre(self, n_steps: int, option: str = "call", charge_entry: bool = True,
                charge_unwind: bool = True) -> Contract:
@@ -236,10 +246,15 @@ class ContractDistribution:
         mid = lambda lo, hi: 0.5 * (float(lo) + float(hi))  # noqa: E731
         dt = float(self.dt) if float(self.dt_hi) <= float(self.dt) else mid(self.dt, self.dt_hi)
         return Contract(s0=mid(self.s0_lo, self.s0_hi), strike=mid(self.strike_lo, self.strike_hi),
-                        maturity=n_steps * dt, sigma=mid(self.sigma_lo, self.sigma_hi),
+                        maturity=n_steps * dt, sigma=self._sigma_mid(),
                         mu=float(self.mu_mean), rate=float(self.rate), div_yield=0.0,
                         cost=mid(self.cost_lo, self.cost_hi), n_steps=n_steps, option=option,
                         charge_entry=charge_entry, charge_unwind=charge_unwind)
+
+    def _sigma_mid(self) -> float:
+        """The median draw: the arithmetic mid, or the geometric one when log-uniform."""
+        lo, hi = float(self.sigma_lo), float(self.sigma_hi)
+        return math.sqrt(lo * hi) if float(self.sigma_log) > 0.5 else 0.5 * (lo + hi)
 
     def validate(self) -> "ContractDistribution":
         """Host-side checks; ValueError naming the field and its allowed range."""
@@ -259,6 +274,9 @@ class ContractDistribution:
             v = float(getattr(self, name))
             if not (math.isfinite(v) and ok(v)):
                 raise ValueError(f"contracts.{name}: must be {allowed} (got {v:g})")
+        if float(self.sigma_log) not in (0.0, 1.0):
+            raise ValueError(f"contracts.sigma_log: must be 0 (uniform) or 1 (log-uniform) "
+                             f"(got {float(self.sigma_log):g})")
         hi = float(self.dt_hi)
         if not (math.isfinite(hi) and (hi == 0 or hi >= float(self.dt))):
             raise ValueError(f"contracts.dt_hi: must be 0 (fixed dt) or >= dt (got {hi:g})")

@@ -89,13 +89,17 @@ def _mid_quantiles(lo: float, hi: float, n: int) -> np.ndarray:
 def validation_grid(agent, hparams, n_points: int = 5) -> Contract:
     """Held-out GBM contracts spanning the training distribution, leaves ``(n, n, n)``.
 
-    Axes: sigma over ``[sigma_lo, sigma_hi]``, spot over ``[s0_lo / strike_hi,
+    Axes: sigma over ``[sigma_lo, sigma_hi]`` (in log sigma when the distribution draws it
+    log-uniformly), spot over ``[s0_lo / strike_hi,
     s0_hi / strike_lo]`` at strike 1, maturity ``n_steps * dt`` over the dt range; bin
     centres, so no point is a training draw's boundary. Cost, drift, rate and dividend 0.
     """
     d = jax.tree.map(lambda x: float(np.asarray(x)), hparams.contracts)
     dt_hi = max(d.dt, d.dt_hi)
-    sig = _mid_quantiles(d.sigma_lo, d.sigma_hi, n_points)
+    if d.sigma_log > 0.5:  # log-uniform sigma: bin centres in log sigma
+        sig = np.exp(_mid_quantiles(np.log(d.sigma_lo), np.log(d.sigma_hi), n_points))
+    else:
+        sig = _mid_quantiles(d.sigma_lo, d.sigma_hi, n_points)
     spot = _mid_quantiles(d.s0_lo / d.strike_hi, d.s0_hi / d.strike_lo, n_points)
     tau = agent.n_steps * _mid_quantiles(d.dt, dt_hi, n_points)
     s, m, t = np.meshgrid(sig, spot, tau, indexing="ij")
