@@ -123,6 +123,8 @@ def test_adaptive_qlbs_update_evaluates_the_counted_policy_rows(monkeypatch):
         return out
 
     monkeypatch.setattr(LatentVolPolicy, "dist", counting_dist)
+    # live cells at these small sizes too (the default unrolls from 8,192 cells)
+    monkeypatch.setattr(rlop, "LIVE_CELLS_MIN_CELLS", 0)
     agent = AdaptiveQLBS(n_envs=5, n_steps=4, n_continuations=3, width=8, n_blocks=1,
                          layers_per_block=1, baseline_width=8)
     hp = agent.default_hparams()
@@ -158,6 +160,8 @@ def test_rlop_update_evaluates_the_counted_rows(monkeypatch):
         return out
 
     monkeypatch.setattr(LatentVolPolicy, "dist", counting_dist)
+    # live cells at these small sizes too (the default unrolls from 8,192 cells)
+    monkeypatch.setattr(rlop, "LIVE_CELLS_MIN_CELLS", 0)
     monkeypatch.setattr(rlop.RLOP, "_price_vol", counting_price)
     agent, hp = rlop_update.authors_size_agent(n_envs=6, n_steps=3)
     state = agent.init(jax.random.key(0), hp)
@@ -166,6 +170,7 @@ def test_rlop_update_evaluates_the_counted_rows(monkeypatch):
     jax.effects_barrier()
     rows = rlop_update.rlop_rows(6, 3)
     assert sum(seen["policy"]) == rows["policy_evaluated"] == rows["policy_live"] == 6 * 6
+    assert rlop_update.rlop_rows(6, 3, live_only=False)["policy_evaluated"] == 6 * 9
     assert sum(seen["price"]) == rows["price_rows"] == 6 * 3
     assert rows["policy_cells"] == 6 * 9
     # ~37.5k MACs per row each (the issue's "networks of the authors' size")

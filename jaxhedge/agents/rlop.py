@@ -160,9 +160,18 @@ class Replication:
 
 
 # ---------------------------------------------------------------------------- pure pieces
-#: up to this many dates :func:`stacked_replication` unrolls its date loop and feeds the
-#: hedge function only the live expiries of each date (see there)
+#: up to this many dates, and from this many (env, date, expiry) cells on,
+#: :func:`stacked_replication` unrolls its date loop and feeds the hedge function only the
+#: live expiries of each date (see there). Below the cell count the unrolled program's
+#: extra compile time (~2 s on 2 CPU cores) outweighs what the dead cells cost.
 LIVE_CELLS_MAX_DATES = 8
+LIVE_CELLS_MIN_CELLS = 8192
+
+
+def live_cells_default(n_envs: int, n_steps: int) -> bool:
+    """Whether :func:`stacked_replication` evaluates live cells only by default."""
+    return (n_steps <= LIVE_CELLS_MAX_DATES
+            and n_envs * n_steps * n_steps >= LIVE_CELLS_MIN_CELLS)
 
 
 def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostModel,
@@ -186,7 +195,8 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
     expiry. Column i-1 is exactly ``ledger.replay`` of the tape ``u_0^(i)..u_{i-1}^(i)`` on
     ``S_0..S_i`` (tested).
 
-    ``live_only`` (None: ``N <= LIVE_CELLS_MAX_DATES``): the date loop is unrolled at trace
+    ``live_only`` (None: ``N <= LIVE_CELLS_MAX_DATES`` and ``n N^2 >=
+    LIVE_CELLS_MIN_CELLS``): the date loop is unrolled at trace
     time and date t calls ``hedge_fn`` on the live columns t..N-1 only, (n, N-t) instead of
     (n, N); hedges and aux are zero-padded back to (n, N). Why: a ``lax.scan`` needs one
     shape for every date, so it evaluates the network on all n N^2 cells of the triangle,
@@ -253,7 +263,7 @@ def stacked_replication(spots, premiums, strike, rate, dt, costs: ledger.CostMod
     account = ledger.open_account(cast(premiums) * jnp.ones((n, big_n), dtype))
     xs = (jnp.arange(big_n), keys, spots[:, :-1].T, spots[:, 1:].T)
     if live_only is None:
-        live_only = big_n <= LIVE_CELLS_MAX_DATES
+        live_only = live_cells_default(n, big_n)
     if live_only:
         outs = []
         for t in range(big_n):  # trace-time unroll: date t sees columns t..N-1

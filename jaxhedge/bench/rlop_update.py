@@ -12,9 +12,9 @@ ratio.
 Rows one update evaluates (:func:`rlop_rows`), with n environments and N expiries:
 
 * policy and baseline: one row per live (env, date, expiry) cell, ``n N (N + 1) / 2``,
-  when ``stacked_replication`` evaluates live cells only (``N <=
-  rlop.LIVE_CELLS_MAX_DATES``, the default up to 8 dates); with the date scan (longer
-  horizons) every cell of the ``n N^2`` square, the dead ones masked; their backward pass
+  when ``stacked_replication`` evaluates live cells only (``rlop.live_cells_default``: up
+  to 8 dates and from 8,192 cells); with the date scan (longer horizons, small batches)
+  every cell of the ``n N^2`` square, the dead ones masked; their backward pass
   (REINFORCE's log-prob and the baseline regression) runs over the same rows;
 * price network: ``n N`` rows (one premium per expiry), forward and backward.
 
@@ -45,7 +45,7 @@ def rlop_rows(n_envs: int, n_steps: int, live_only: bool | None = None) -> dict:
     from jaxhedge.agents import rlop
 
     if live_only is None:
-        live_only = n_steps <= rlop.LIVE_CELLS_MAX_DATES
+        live_only = rlop.live_cells_default(n_envs, n_steps)
     cells = n_envs * n_steps * n_steps
     live = n_envs * n_steps * (n_steps + 1) // 2
     return {"policy_cells": cells, "policy_live": live,

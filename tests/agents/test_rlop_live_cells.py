@@ -57,7 +57,8 @@ def test_live_cells_equal_the_full_scan():
     assert np.all(a_live[~np.broadcast_to(active, a_live.shape)] == 0)
 
 
-@pytest.mark.parametrize("estimator", ["reinforce", "pathwise"])
+@pytest.mark.parametrize("estimator", ["reinforce",
+                                       pytest.param("pathwise", marks=pytest.mark.slow)])
 def test_rlop_losses_and_gradients_do_not_depend_on_live_cells(monkeypatch, estimator):
     agent, hp = tiny(estimator=estimator)
     state = agent.init(jax.random.key(0), hp)
@@ -68,8 +69,11 @@ def test_rlop_losses_and_gradients_do_not_depend_on_live_cells(monkeypatch, esti
         f = lambda tr: agent.losses(key, state, hp, tr)  # noqa: E731
         return jax.jit(jax.value_and_grad(f, has_aux=True))(trainable)
 
+    monkeypatch.setattr(rlop, "LIVE_CELLS_MIN_CELLS", 0)  # live cells at this small size
+    assert rlop.live_cells_default(agent.n_envs, agent.n_steps)
     (loss_live, m_live), g_live = grads()
     monkeypatch.setattr(rlop, "LIVE_CELLS_MAX_DATES", 0)  # force the full scan
+    assert not rlop.live_cells_default(agent.n_envs, agent.n_steps)
     (loss_full, m_full), g_full = grads()
     np.testing.assert_allclose(float(loss_live), float(loss_full), rtol=2e-5)
     for k in m_full:
