@@ -123,8 +123,6 @@ def test_adaptive_qlbs_update_evaluates_the_counted_policy_rows(monkeypatch):
         return out
 
     monkeypatch.setattr(LatentVolPolicy, "dist", counting_dist)
-    # live cells at these small sizes too (the default unrolls from 8,192 cells)
-    monkeypatch.setattr(rlop, "LIVE_CELLS_MIN_CELLS", 0)
     agent = AdaptiveQLBS(n_envs=5, n_steps=4, n_continuations=3, width=8, n_blocks=1,
                          layers_per_block=1, baseline_width=8)
     hp = agent.default_hparams()

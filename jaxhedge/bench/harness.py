@@ -44,7 +44,7 @@ def sizes(mode: str, backend: str) -> dict:
             "rollout_headline": 1_024, "repeats": 1, "members": (2, 2),
             "member_updates": 2, "member_paths": (8,), "aqlbs_preset": "tiny",
             "pfhedge_paths": 64, "pfhedge_price_paths": (64,), "rlop_envs": 16,
-            "rlop_steps": 3}
+            "rlop_steps": 3, "rlop_tiny_networks": True}
 
 
 def _rollout(sz, command) -> dict:
@@ -104,9 +104,11 @@ def _aqlbs(sz, peak, command) -> dict:
 
 
 def _rlop(sz, peak, command) -> dict:
-    from jaxhedge.bench.rlop_update import measure
+    from jaxhedge.bench.rlop_update import TINY_SIZE, measure
 
-    res = measure(sz["rlop_envs"], sz["rlop_steps"], repeats=sz["repeats"])
+    # tiny (the test suite's schema check): small networks, the authors' size compiles slowly
+    res = measure(sz["rlop_envs"], sz["rlop_steps"], repeats=sz["repeats"],
+                  networks=TINY_SIZE if sz.get("rlop_tiny_networks") else None)
     return {"name": "rlop_update_authors_size",
             "work": {"unit": "live policy row", "count": res["rows"]["policy_live"],
                      "what": f"RLOP paper preset, {res['n_envs']} envs x N = {res['n_steps']}"

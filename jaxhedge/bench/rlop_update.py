@@ -52,12 +52,19 @@ def rlop_rows(n_envs: int, n_steps: int, live_only: bool | None = None) -> dict:
             "policy_evaluated": live if live_only else cells, "price_rows": n_envs * n_steps}
 
 
-def authors_size_agent(n_envs: int = 1000, n_steps: int = 4):
-    """``(agent, hparams)``: the RLOP paper preset with :data:`AUTHORS_SIZE` networks."""
+#: the networks of the harness's ``tiny`` mode (a schema check, not a measurement)
+TINY_SIZE = {"width": 8, "n_blocks": 1, "layers_per_block": 1, "price_width": 8,
+             "price_blocks": 1}
+
+
+def authors_size_agent(n_envs: int = 1000, n_steps: int = 4, networks: dict | None = None):
+    """``(agent, hparams)``: the RLOP paper preset with :data:`AUTHORS_SIZE` networks (or
+    ``networks``)."""
     from jaxhedge.train.jobs import load_job
 
     agent, hp = load_job("rlop", "paper").build()
-    return dataclasses.replace(agent, n_envs=n_envs, n_steps=n_steps, **AUTHORS_SIZE), hp
+    sizes = AUTHORS_SIZE if networks is None else networks
+    return dataclasses.replace(agent, n_envs=n_envs, n_steps=n_steps, **sizes), hp
 
 
 def update_flops(agent, state) -> dict:
@@ -71,11 +78,13 @@ def update_flops(agent, state) -> dict:
             "price_macs_per_row": price, "flops": 3.0 * fwd}
 
 
-def measure(n_envs: int = 1000, n_steps: int = 4, repeats: int = 5) -> dict:
+def measure(n_envs: int = 1000, n_steps: int = 4, repeats: int = 5,
+            networks: dict | None = None) -> dict:
     """Best-of-``repeats`` compiled update (compile apart), rows/s and GFLOP/s."""
     from jaxhedge.bench.timing import best_of
 
-    agent, hp = authors_size_agent(n_envs, n_steps)
+    agent, hp = authors_size_agent(n_envs, n_steps, networks)
+    networks = AUTHORS_SIZE if networks is None else networks
     key = jax.random.key(0)
     state = agent.init(key, hp)
     t0 = time.perf_counter()
@@ -86,7 +95,7 @@ def measure(n_envs: int = 1000, n_steps: int = 4, repeats: int = 5) -> dict:
     acc = update_flops(agent, state)
     rows = acc["rows"]
     return {"n_envs": n_envs, "n_steps": n_steps, "estimator": agent.estimator,
-            "networks": AUTHORS_SIZE, "rows": rows,
+            "networks": networks, "rows": rows,
             "policy_macs_per_row": acc["policy_macs_per_row"],
             "price_macs_per_row": acc["price_macs_per_row"],
             "baseline_macs_per_row": acc["baseline_macs_per_row"],
