@@ -17,6 +17,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from jaxhedge import ledger, pricing
@@ -251,10 +252,17 @@ class ContractDistribution:
                         cost=mid(self.cost_lo, self.cost_hi), n_steps=n_steps, option=option,
                         charge_entry=charge_entry, charge_unwind=charge_unwind)
 
-    def _sigma_mid(self) -> float:
-        """The median draw: the arithmetic mid, or the geometric one when log-uniform."""
+    def sigma_bin_centres(self, n: int) -> np.ndarray:
+        """Host-side: centres of ``n`` equal-probability bins of sigma's law (in log sigma
+        when log-uniform); ``n = 1`` is the median draw."""
         lo, hi = float(self.sigma_lo), float(self.sigma_hi)
-        return math.sqrt(lo * hi) if float(self.sigma_log) > 0.5 else 0.5 * (lo + hi)
+        frac = (np.arange(n) + 0.5) / n
+        if float(self.sigma_log) > 0.5:
+            return np.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * frac)
+        return lo + (hi - lo) * frac
+
+    def _sigma_mid(self) -> float:
+        return float(self.sigma_bin_centres(1)[0])
 
     def validate(self) -> "ContractDistribution":
         """Host-side checks; ValueError naming the field and its allowed range."""

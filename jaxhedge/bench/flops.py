@@ -24,8 +24,6 @@ network on
 """
 from __future__ import annotations
 
-import time
-
 import jax
 
 
@@ -95,17 +93,11 @@ def policy_kernel(agent, state, n_rows: int):
 
 def adaptive_qlbs_episode(agent, hparams, repeats: int = 2) -> dict:
     """Time one Adaptive-QLBS update (compile apart) and its achieved matmul GFLOP/s."""
+    from jaxhedge.bench.timing import compile_and_time
+
     key = jax.random.PRNGKey(0)
     state = agent.init(key, hparams)
-    t0 = time.perf_counter()
-    compiled = jax.jit(agent.update).lower(key, state, hparams).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(key, state, hparams))
-    best = float("inf")
-    for i in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(compiled(jax.random.fold_in(key, i), state, hparams))
-        best = min(best, time.perf_counter() - t0)
+    compiled, compile_s, best = compile_and_time(agent.update, key, state, hparams, repeats)
     acc = adaptive_qlbs_update_flops(agent, state)
     return {"n_envs": agent.n_envs, "n_continuations": agent.n_continuations,
             "n_steps": agent.n_steps, "policy_rows": acc["rows"],

@@ -103,17 +103,9 @@ def _cases(key):
                 "paper networks, 250 envs x 50 continuations x 4")
 
     def rollout_case():
-        from jaxhedge import agents
-        from jaxhedge.bench import throughput as tp
-        from jaxhedge.env import EnvConfig, HedgingEnv
-        from jaxhedge.ledger import CostModel
-        from jaxhedge.markets import GBMParams
+        from jaxhedge.bench.throughput import setup
         from jaxhedge.rollout import rollout
-        env = HedgingEnv(EnvConfig(market="gbm", n_steps=64))
-        params = env.default_params(GBMParams(s0=tp.S0, mu=tp.MU, sigma=tp.SIGMA),
-                                    strike=tp.STRIKE, maturity=tp.MATURITY, rate=tp.RATE,
-                                    costs=CostModel(tp.EPS))
-        hedger = agents.DeltaHedger()
+        env, params, hedger = setup(n_steps=64)
         fn = lambda k, p: rollout(k, env, p, hedger, 65_536, keep_paths=False)  # noqa: E731
         return fn, (key, params), "BS-delta rollout, 65,536 paths x 64 dates"
 

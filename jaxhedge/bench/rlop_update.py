@@ -25,7 +25,6 @@ Rows one update evaluates (:func:`rlop_rows`), with n environments and N expirie
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import jax
 
@@ -81,17 +80,13 @@ def update_flops(agent, state) -> dict:
 def measure(n_envs: int = 1000, n_steps: int = 4, repeats: int = 5,
             networks: dict | None = None) -> dict:
     """Best-of-``repeats`` compiled update (compile apart), rows/s and GFLOP/s."""
-    from jaxhedge.bench.timing import best_of
+    from jaxhedge.bench.timing import compile_and_time
 
     agent, hp = authors_size_agent(n_envs, n_steps, networks)
     networks = AUTHORS_SIZE if networks is None else networks
     key = jax.random.key(0)
     state = agent.init(key, hp)
-    t0 = time.perf_counter()
-    compiled = jax.jit(agent.update).lower(key, state, hp).compile()
-    compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(key, state, hp))
-    run_s = best_of(lambda: compiled(key, state, hp), repeats)
+    compiled, compile_s, run_s = compile_and_time(agent.update, key, state, hp, repeats)
     acc = update_flops(agent, state)
     rows = acc["rows"]
     return {"n_envs": n_envs, "n_steps": n_steps, "estimator": agent.estimator,

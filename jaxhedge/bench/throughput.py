@@ -56,12 +56,17 @@ def numpy_rollout(rng: np.random.Generator, n_paths: int, n_steps: int, premium:
     return cash - np.maximum(s - f32(STRIKE), 0), cost
 
 
-def jax_runner(n_paths: int, n_steps: int):
-    """(compiled run function, compile seconds, premium) for the jaxhedge rollout."""
+def setup(n_steps: int):
+    """``(env, params, hedger)`` of the benchmark's work (module docstring)."""
     env = HedgingEnv(EnvConfig(market="gbm", n_steps=n_steps))
     params = env.default_params(GBMParams(s0=S0, mu=MU, sigma=SIGMA), strike=STRIKE,
                                 maturity=MATURITY, rate=RATE, costs=CostModel(EPS))
-    hedger = agents.DeltaHedger()
+    return env, params, agents.DeltaHedger()
+
+
+def jax_runner(n_paths: int, n_steps: int):
+    """(compiled run function, compile seconds, premium) for the jaxhedge rollout."""
+    env, params, hedger = setup(n_steps)
     key = jax.random.PRNGKey(0)
     t0 = time.perf_counter()
     compiled = rollout.lower(key, env, params, hedger, n_paths, keep_paths=False).compile()

@@ -21,6 +21,22 @@ def best_of(fn, repeats: int) -> float:
     return best
 
 
+def compile_and_time(update, key, state, hparams, repeats: int):
+    """``(compiled, compile_s, run_s)`` of an agent's ``update(key, state, hparams)``:
+    compiled apart (timed), run once, then the best of ``repeats`` runs on keys
+    ``fold_in(key, i)`` (fresh batches, the same program)."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(update).lower(key, state, hparams).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(key, state, hparams))
+    best = float("inf")
+    for i in range(max(int(repeats), 1)):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(jax.random.fold_in(key, i), state, hparams))
+        best = min(best, time.perf_counter() - t0)
+    return compiled, compile_s, best
+
+
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     """fp32 GFLOP/s of an ``n x n`` numpy matrix multiply (host BLAS, all threads)."""
     a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)

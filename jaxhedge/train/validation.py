@@ -96,10 +96,7 @@ def validation_grid(agent, hparams, n_points: int = 5) -> Contract:
     """
     d = jax.tree.map(lambda x: float(np.asarray(x)), hparams.contracts)
     dt_hi = max(d.dt, d.dt_hi)
-    if d.sigma_log > 0.5:  # log-uniform sigma: bin centres in log sigma
-        sig = np.exp(_mid_quantiles(np.log(d.sigma_lo), np.log(d.sigma_hi), n_points))
-    else:
-        sig = _mid_quantiles(d.sigma_lo, d.sigma_hi, n_points)
+    sig = d.sigma_bin_centres(n_points)
     spot = _mid_quantiles(d.s0_lo / d.strike_hi, d.s0_hi / d.strike_lo, n_points)
     tau = agent.n_steps * _mid_quantiles(d.dt, dt_hi, n_points)
     s, m, t = np.meshgrid(sig, spot, tau, indexing="ij")
