@@ -24,6 +24,7 @@ the promoted dtype of inputs and parameters.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import jax
@@ -119,25 +120,57 @@ class GaussianVolHead(nnx.Module):
       vol is a flat 1/2 with zero gradient). ``softplus`` is also unbounded above; the scaled
       sigmoid keeps the latent vol positive AND bounded with a gradient that never explodes.
       Defaults (0.01, 2.0) cover any realistic annualised vol.
+    * ``anchor_ratio = r > 1`` (the anchored head): ``mu_pi = anchor * r^tanh(z_mu)``, clipped
+      to (vol_min, vol_max), where ``anchor`` is the contract's own vol (the caller passes
+      ``obs.vol``). The network learns a bounded log-ratio to the input vol instead of the
+      vol itself. Why: a relative error is what prices feel (a price's vega-weighted error
+      is a relative vol error), while the absolute map spends its accuracy where the
+      training vols are dense and misprices the low vols (docs/decisions.md, "Anchored
+      latent-vol heads"). At ``z = 0`` the head is the
+      Black-Scholes vol itself; training moves it by what the objective asks (RLOP's price
+      fixed point, Adaptive-QLBS's ``sigma (1 + 1/N)``), within a factor ``r`` either way.
     """
 
     def __init__(self, in_dim: int, width: int = 64, n_blocks: int = 3,
                  layers_per_block: int = 3, activation: Callable = nnx.elu, *,
-                 vol_min: float = 0.01, vol_max: float = 2.0, rngs: nnx.Rngs,
-                 param_dtype=None):
+                 vol_min: float = 0.01, vol_max: float = 2.0, anchor_ratio: float = 0.0,
+                 rngs: nnx.Rngs, param_dtype=None):
         if not 0.0 < vol_min < vol_max:
             raise ValueError(
                 f"GaussianVolHead: need 0 < vol_min < vol_max (got {vol_min}, {vol_max})")
+        if not (anchor_ratio == 0.0 or 1.0 < anchor_ratio < float("inf")):
+            raise ValueError("GaussianVolHead.anchor_ratio: must be 0 (unanchored) or a finite "
+                             f"number > 1 (got {anchor_ratio!r})")
+        self.anchor_ratio = float(anchor_ratio)
         self.trunk = ResidualMLP(in_dim, 2, width, n_blocks, layers_per_block, activation,
                                  rngs=rngs, param_dtype=param_dtype)
         self.vol_min = float(vol_min)
         self.vol_max = float(vol_max)
 
-    def __call__(self, x):
+    def __call__(self, x, anchor=None):
+        """``x``: features ``(..., in_dim)``; ``anchor``: the input vol ``(...)``, read only
+        by an anchored head (which requires it)."""
         z = self.trunk(x)
-        mu = self.vol_min + (self.vol_max - self.vol_min) * jax.nn.sigmoid(z[..., 0])
+        if self.anchor_ratio:
+            if anchor is None:
+                raise ValueError("GaussianVolHead: an anchored head needs anchor (the input vol)")
+            log_ratio = math.log(self.anchor_ratio) * jnp.tanh(z[..., 0])
+            mu = jnp.clip(jnp.asarray(anchor, z.dtype) * jnp.exp(log_ratio), self.vol_min,
+                          self.vol_max)
+        else:
+            mu = self.vol_min + (self.vol_max - self.vol_min) * jax.nn.sigmoid(z[..., 0])
         sigma = 0.9 * jax.nn.sigmoid(z[..., 1]) + 0.01
         return mu, sigma
+
+    def start_at_anchor(self):
+        """Make an anchored head output exactly the anchor (ratio 1) for every input: the
+        vol column of the output layer and its bias to 0. The column still gets gradients
+        (the trunk's features), so training moves off the start at once."""
+        if not self.anchor_ratio:
+            raise ValueError("GaussianVolHead.start_at_anchor: the head is not anchored")
+        lin = self.trunk.head
+        lin.kernel[...] = lin.kernel[...].at[:, 0].set(0.0)
+        lin.bias[...] = lin.bias[...].at[0].set(0.0)
 
 
 class MLP(nnx.Module):

@@ -64,7 +64,8 @@ def test_equal_weights_match_risk_module():
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
 
 
-@settings(max_examples=25, deadline=None, derandomize=True)
+# every example is a new (n_days, block) shape, i.e. a compile: few examples, derandomized
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(n_days=st.integers(1, 60), block=st.integers(1, 12), seed=st.integers(0, 2**31 - 1))
 def test_block_counts_are_contiguous_circular_blocks(n_days, block, seed):
     counts = np.asarray(comparison.block_counts(jax.random.key(seed), n_days, block, 3))

@@ -63,6 +63,36 @@ def test_gaussian_vol_head_bounds():
         nets.GaussianVolHead(F, vol_min=0.0, rngs=nnx.Rngs(0))
 
 
+def test_anchored_vol_head_is_a_bounded_ratio_to_the_input_vol():
+    head = nets.GaussianVolHead(F, width=16, vol_min=0.01, vol_max=3.0, anchor_ratio=4.0,
+                                rngs=nnx.Rngs(0))
+    scales = jnp.array([1e-3, 1.0, 1e3])[:, None, None]
+    x = jax.random.normal(jax.random.key(3), (3, 256, F)) * scales
+    anchor = jax.random.uniform(jax.random.key(4), (3, 256), minval=0.05, maxval=2.2)
+    mu, _ = head(x, anchor=anchor)
+    # oracle: the trunk's first output through the stated map, in numpy
+    z = np.asarray(head.trunk(x)[..., 0], np.float64)
+    want = np.clip(np.asarray(anchor, np.float64) * 4.0 ** np.tanh(z), 0.01, 3.0)
+    np.testing.assert_allclose(np.asarray(mu), want, rtol=2e-6)
+    ratio = np.asarray(mu) / np.asarray(anchor)
+    inside = (want > 0.01) & (want < 3.0)
+    assert ratio[inside].min() >= 0.25 * (1 - 1e-6) and ratio[inside].max() <= 4.0 * (1 + 1e-6)
+    assert ratio[inside].max() / ratio[inside].min() > 4.0  # saturation reached both ways
+    # start_at_anchor: the input vol itself (Black-Scholes) for any input; the std untouched
+    _, std = head(x, anchor=anchor)
+    head.start_at_anchor()
+    mu0, std0 = head(x, anchor=anchor)
+    np.testing.assert_allclose(mu0, anchor, rtol=1e-6)
+    np.testing.assert_array_equal(std0, std)
+    with pytest.raises(ValueError, match="not anchored"):
+        nets.GaussianVolHead(F, rngs=nnx.Rngs(0)).start_at_anchor()
+    with pytest.raises(ValueError, match="needs anchor"):
+        head(x)
+    for bad in (1.0, 0.5, -2.0, float("inf")):
+        with pytest.raises(ValueError, match="anchor_ratio"):
+            nets.GaussianVolHead(F, anchor_ratio=bad, rngs=nnx.Rngs(0))
+
+
 @pytest.mark.parametrize("kind", ["residual", "mlp", "vol"])
 def test_split_apply_round_trip(kind):
     rngs = nnx.Rngs(0)

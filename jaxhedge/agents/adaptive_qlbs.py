@@ -277,6 +277,9 @@ class AdaptiveQLBS:
         (for inputs held at 0 in training: :mod:`jaxhedge.agents.latent_vol`; why:
         docs/adaptive_qlbs.md, "Study preset").
       learning_rate / risk_aversion: defaults for :meth:`default_hparams`.
+      anchor_ratio: 0 keeps the papers' latent-vol map; ``r > 1`` makes the policy head
+        anchored (:class:`nets.GaussianVolHead`: the contract's vol times ``r^tanh(z)``,
+        started at ratio 1; why: docs/adaptive_qlbs.md, "Study preset").
     """
 
     n_envs: int = 2500
@@ -300,6 +303,7 @@ class AdaptiveQLBS:
     ignored_inputs: tuple[str, ...] = ()
     learning_rate: float = 1e-4
     risk_aversion: float = 0.02
+    anchor_ratio: float = 0.0
     name: str = "adaptive_qlbs"
 
     def __post_init__(self):
@@ -324,6 +328,8 @@ class AdaptiveQLBS:
                              f"(got {self.lr_decay_steps!r})")
         object.__setattr__(self, "ignored_inputs",
                            latent_vol.check_ignored(self.ignored_inputs, "adaptive_qlbs"))
+        object.__setattr__(self, "anchor_ratio", latent_vol.check_anchor(
+            self.anchor_ratio, self.ignored_inputs, "adaptive_qlbs"))
 
     @property
     def is_call(self) -> bool:
@@ -338,7 +344,10 @@ class AdaptiveQLBS:
         k_pol, k_base = jax.random.split(key)
         policy = nets.GaussianVolHead(nets.N_FEATURES, self.width, self.n_blocks,
                                       self.layers_per_block, vol_min=self.vol_min,
-                                      vol_max=self.vol_max, rngs=nnx.Rngs(params=k_pol))
+                                      vol_max=self.vol_max, anchor_ratio=self.anchor_ratio,
+                                      rngs=nnx.Rngs(params=k_pol))
+        if self.anchor_ratio:  # start at ratio 1 (the contract's own vol) everywhere
+            policy.start_at_anchor()
         baseline = nets.ResidualMLP(nets.N_FEATURES, 1, self.baseline_width,
                                     self.baseline_blocks, 2, rngs=nnx.Rngs(params=k_base))
         return nets.split(policy), nets.split(baseline)

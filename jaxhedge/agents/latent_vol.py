@@ -45,6 +45,19 @@ def features(obs, ignored: tuple[str, ...] = ()):
     return x
 
 
+def check_anchor(anchor_ratio, ignored, owner: str) -> float:
+    """``anchor_ratio`` as a float: 0 (the papers' absolute map) or > 1 (the anchored head of
+    :class:`nets.GaussianVolHead`), which reads the vol input and so cannot ignore it."""
+    r = float(anchor_ratio)
+    if not (r == 0.0 or 1.0 < r < float("inf")):
+        raise ValueError(f"{owner}.anchor_ratio: must be 0 (unanchored) or a finite number > 1 "
+                         f"(got {anchor_ratio!r})")
+    if r and "vol" in ignored:
+        raise ValueError(f"{owner}.anchor_ratio: an anchored head reads the vol input; remove "
+                         "'vol' from ignored_inputs or set anchor_ratio = 0")
+    return r
+
+
 def check_ignored(ignored, owner: str) -> tuple[str, ...]:
     """``ignored`` as a tuple of feature names; ValueError naming ``owner.ignored_inputs``."""
     names = tuple(str(n) for n in ignored)
@@ -110,7 +123,8 @@ class LatentVolPolicy:
         return x
 
     def dist(self, obs):
-        return nets.apply(self.graphdef, self.params, self.features(obs))
+        """``(mu_pi, sigma_pi)`` at ``obs`` (an anchored head reads ``obs.vol`` as its anchor)."""
+        return nets.apply(self.graphdef, self.params, self.features(obs), anchor=obs.vol)
 
     def sample(self, key, obs):
         """(vol, log_prob) of one sampled action per observation (:func:`score_sample`)."""

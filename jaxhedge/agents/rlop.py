@@ -338,6 +338,9 @@ class RLOP:
         docs/rlop.md, "Study preset").
       lr_decay_steps: 0 keeps both learning rates constant; ``k > 0`` multiplies them by a
         cosine from 1 down to 0.1 over updates ``0..k`` (then 0.1).
+      anchor_ratio: 0 keeps the papers' latent-vol map for both heads; ``r > 1`` makes them
+        anchored (:class:`nets.GaussianVolHead`: the contract's vol times ``r^tanh(z)``;
+        why: docs/rlop.md, "Study preset").
     """
 
     n_envs: int = 1000
@@ -365,6 +368,7 @@ class RLOP:
     ignored_inputs: tuple[str, ...] = ()
     # own range: the config loader's rule for ``lr_*`` names is a rate's (0, 10]
     lr_decay_steps: int = dataclasses.field(default=0, metadata={"range": (0, None)})
+    anchor_ratio: float = 0.0
     name: str = "rlop"
 
     def __post_init__(self):
@@ -392,6 +396,8 @@ class RLOP:
         object.__setattr__(self, "baseline_widths", tuple(int(w) for w in self.baseline_widths))
         object.__setattr__(self, "ignored_inputs",
                            latent_vol.check_ignored(self.ignored_inputs, "rlop"))
+        object.__setattr__(self, "anchor_ratio", latent_vol.check_anchor(
+            self.anchor_ratio, self.ignored_inputs, "rlop"))
 
     @property
     def is_call(self) -> bool:
@@ -405,10 +411,11 @@ class RLOP:
         k1, k2, k3 = jax.random.split(key, 3)
         policy = nets.GaussianVolHead(nets.N_FEATURES, self.width, self.n_blocks,
                                       self.layers_per_block, vol_min=self.vol_min,
-                                      vol_max=self.vol_max, rngs=nnx.Rngs(params=k1))
+                                      vol_max=self.vol_max, anchor_ratio=self.anchor_ratio,
+                                      rngs=nnx.Rngs(params=k1))
         price = nets.GaussianVolHead(nets.N_FEATURES, self.price_width, self.price_blocks, 1,
                                      vol_min=self.vol_min, vol_max=self.vol_max,
-                                     rngs=nnx.Rngs(params=k2))
+                                     anchor_ratio=self.anchor_ratio, rngs=nnx.Rngs(params=k2))
         baseline = nets.MLP(nets.N_FEATURES, 1, self.baseline_widths, rngs=nnx.Rngs(params=k3))
         for head in (policy, price):
             self._start_head_at(head)
@@ -430,9 +437,13 @@ class RLOP:
         frac_std = (self.init_std - 0.01) / 0.9
         lin = head.trunk.head
         lin.kernel[...] = 0.1 * lin.kernel[...]
-        lin.bias[...] = jnp.asarray(
-            [math.log(frac / (1 - frac)), math.log(frac_std / (1 - frac_std))],
-            lin.bias[...].dtype)
+        # an anchored head starts at ratio 1: the contract's own vol, which is on the
+        # market vol's branch by construction (init_vol is not used)
+        z_vol = 0.0 if head.anchor_ratio else math.log(frac / (1 - frac))
+        lin.bias[...] = jnp.asarray([z_vol, math.log(frac_std / (1 - frac_std))],
+                                    lin.bias[...].dtype)
+        if head.anchor_ratio:
+            head.start_at_anchor()
 
     @staticmethod
     def _adam(lr):
@@ -444,7 +455,8 @@ class RLOP:
                                is_call=self.is_call, ignored=self.ignored_inputs)
 
     def _price_vol(self, price_def, price_params, obs):
-        mean, _ = nets.apply(price_def, price_params, latent_vol.features(obs, self.ignored_inputs))
+        mean, _ = nets.apply(price_def, price_params,
+                             latent_vol.features(obs, self.ignored_inputs), anchor=obs.vol)
         return mean
 
     def temperature_k(self, step):

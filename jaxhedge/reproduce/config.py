@@ -58,7 +58,7 @@ class StudyConfig:
     cost: float = 4e-3
     x64: bool = True
     calib_iters: int = 30
-    surface_methods: tuple[str, ...] = ("authors", "authors-lm", "lm")
+    surface_methods: tuple[str, ...] = ("authors-lm", "authors", "lm")
     aqlbs: AgentTraining = AgentTraining()
     rlop: AgentTraining = AgentTraining()
 

@@ -15,12 +15,12 @@ once the two numbers pass: they are cheap, the gates compile a function each tim
 
 :class:`EarlyStopping` evaluates it on the host between compiled chunks (never inside the
 scan), appends one row per evaluation to ``RUN_DIR/validation.jsonl``, and asks the runner to
-stop (``ctx.stop_reason``) when every member passes, or after ``patience`` evaluations
-without a better score (``score = max(price_rmse / price_tol, hedge_mae / hedge_tol)``; it
-passes at ``score <= 1``). The worst points (``price_err``, ``hedge_err``: maxima) are
-recorded beside them; why means and not maxima: docs/rlop.md, "Validation criterion".
-The runner checkpoints every chunk before the callbacks run, so
-the stopping state is the newest checkpoint. Resume is exact: the rows from the resumed step
+stop (``ctx.stop_reason``), from update ``min_steps`` on, when every member passes, or
+after ``patience`` evaluations without a better score
+(``score = max(price_rmse / price_tol, hedge_mae / hedge_tol)``; it passes at
+``score <= 1``). The worst points (``price_err``, ``hedge_err``: maxima) are recorded beside
+them; why means and not maxima: docs/rlop.md, "Validation criterion". The runner
+checkpoints every chunk before the callbacks run, so the stopping state is the newest checkpoint. Resume is exact: the rows from the resumed step
 on are dropped and that step is evaluated again (the criterion is a deterministic function
 of the state), so the patience counter and the stop decision are those of a run that never
 stopped.
@@ -60,6 +60,10 @@ class ValidationConfig:
       gates: also require every sanity gate (``jaxhedge check``) to pass.
       patience: stop after this many evaluations without a better score (0: never).
       n_points: grid points per axis (sigma, moneyness, maturity).
+      min_steps: no stop (criterion or patience) before this update; every evaluation is
+        still run and recorded. Why: an anchored head (``anchor_ratio``) starts AT
+        Black-Scholes, so it meets the criterion before it has learnt anything; the study
+        presets train it at least this long (docs/decisions.md, "Anchored latent-vol heads").
     """
 
     enabled: bool = False
@@ -69,6 +73,7 @@ class ValidationConfig:
     gates: bool = True
     patience: int = 0
     n_points: int = 5
+    min_steps: int = dataclasses.field(default=0, metadata={"range": (0, None)})
 
     def __post_init__(self):
         for name in ("price_tol", "hedge_tol", "min_price"):
@@ -77,6 +82,8 @@ class ValidationConfig:
                 raise ValueError(f"{name}: must be a finite number > 0 (got {v!r})")
         if not isinstance(self.patience, int) or self.patience < 0:
             raise ValueError(f"patience: must be an integer >= 0 (got {self.patience!r})")
+        if not isinstance(self.min_steps, int) or self.min_steps < 0:
+            raise ValueError(f"min_steps: must be an integer >= 0 (got {self.min_steps!r})")
         if not isinstance(self.n_points, int) or not 2 <= self.n_points <= 50:
             raise ValueError(f"n_points: must be an integer in [2, 50] (got {self.n_points!r})")
 
@@ -202,6 +209,8 @@ class EarlyStopping:
         self.rows.append(row)
         with open(ctx.run_dir / _FILE, "a") as f:
             f.write(json.dumps(row) + "\n")
+        if step < self.cfg.min_steps:
+            return
         if row["passed"]:
             ctx.stop_reason = f"criterion met at step {step:,}"
         elif self.cfg.patience and self._best()[1] >= self.cfg.patience:
@@ -225,7 +234,9 @@ class EarlyStopping:
     def on_end(self, ctx, info: dict | None) -> None:
         if info is None:
             return
-        met = next((r["step"] for r in self.rows if r["passed"]), None)
+        # met = passed where a pass stops the run (from min_steps on)
+        met = next((r["step"] for r in self.rows
+                    if r["passed"] and r["step"] >= self.cfg.min_steps), None)
         best = min(self.rows, key=lambda r: r["score"]) if self.rows else None
         info["validation"] = {"criterion": dataclasses.asdict(self.cfg), "met_at_step": met,
                               "n_evaluations": len(self.rows), "best": best,

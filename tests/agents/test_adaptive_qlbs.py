@@ -383,6 +383,7 @@ def _finite_sweep(agent, hp, seeds, n_updates):
     return jax.vmap(one)(seeds)
 
 
+@pytest.mark.slow  # ~28 s; the fast suite keeps test_extreme_contracts_finite
 def test_paper_distribution_finite_seeds_0_19():
     """Paper preset networks and contract distribution (sigma down to 0.01, K/S0 in
     [0.3, 1.7], mu ~ N(0, 1)), reduced n_envs/RS; also 10x the paper learning rate."""

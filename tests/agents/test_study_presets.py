@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxhedge import ledger
+from jaxhedge import ledger, pricing
 from jaxhedge.agents import rlop
 from jaxhedge.agents.adaptive_qlbs import AdaptiveQLBS, AdaptiveQLBSHParams
 from jaxhedge.contracts import Contract, ContractBatch, ContractDistribution
@@ -90,3 +90,35 @@ def test_study_presets_cover_the_study(agent):
     assert a.estimator == "pathwise" and a.lr_decay_steps > 0 and a.vol_max >= 3.0
     assert job.validation.enabled and job.validation.gates
     assert dataclasses.asdict(job.validation)["price_tol"] <= 0.05
+    # anchored heads start at BS: the preset must not let the criterion stop them at once
+    assert a.anchor_ratio > 1 and job.validation.min_steps >= 5 * job.train.chunk
+
+
+@pytest.mark.parametrize("make", ["aqlbs", "rlop"])
+def test_anchored_heads_start_at_the_contracts_vol(make):
+    """Oracle: at init an anchored agent prices at (about) Black-Scholes at the contract's
+    own vol on a grid from sigma 0.05 to 2 -- the unanchored one does not -- and an anchored
+    head cannot ignore the vol it reads."""
+    small = dict(width=8, n_blocks=1, layers_per_block=1)
+    if make == "aqlbs":
+        build = lambda **k: AdaptiveQLBS(n_envs=4, n_continuations=2,  # noqa: E731
+                                         baseline_width=8, **small, **k)
+        hp = AdaptiveQLBSHParams()
+    else:
+        build = lambda **k: rlop.RLOP(n_envs=4, price_width=8, **small, **k)  # noqa: E731
+        hp = rlop.RLOPHParams()
+    sig = jnp.array([0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
+    c = Contract(s0=1.0, strike=1.0, maturity=0.1, sigma=sig, cost=0.0, option="call")
+    ivs = {}
+    for ratio in (0.0, 4.0):
+        a = build(anchor_ratio=ratio)
+        st = a.init(jax.random.key(0), hp)
+        p = a.price(st, hp, c)
+        ivs[ratio] = np.asarray(pricing.implied_vol_bs(p, 1.0, 1.0, 0.1, 0.0, 0.0, True).vol)
+    # the start is exactly the anchor; the tolerance is the implied-vol inversion's
+    np.testing.assert_allclose(ivs[4.0], sig, rtol=2e-3)
+    assert np.max(np.abs(ivs[0.0] / sig - 1)) > 0.5
+    with pytest.raises(ValueError, match="anchor_ratio"):
+        build(anchor_ratio=4.0, ignored_inputs=("vol",))
+    with pytest.raises(ValueError, match="anchor_ratio"):
+        build(anchor_ratio=0.9)

@@ -82,6 +82,23 @@ def test_stops_at_the_first_update_meeting_the_criterion(tmp_path, errors):
     assert int(np.asarray(res.train_state.step).ravel()[0]) == expected
 
 
+def test_min_steps_defers_the_stop_but_records_every_evaluation(tmp_path, errors):
+    tol, expected = _tol(errors)
+    min_steps = expected + 2 * CHUNK - 1
+    later = min(s for s in errors if s >= min_steps and errors[s] <= tol)
+    stopper = _stopper(tol)
+    stopper.cfg = ValidationConfig(enabled=True, gates=False, min_steps=min_steps)
+    _train(tmp_path / "run", CAP, stopper)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["step"] == later and info["stop_reason"] == f"criterion met at step {later:,}"
+    assert info["validation"]["met_at_step"] == later  # where a pass may stop the run
+    rows = read_validation(tmp_path / "run")
+    assert [r["step"] for r in rows] == list(range(CHUNK, later + 1, CHUNK))
+    assert [r["passed"] for r in rows].index(True) == expected // CHUNK - 1
+    with pytest.raises(ValueError, match="min_steps"):
+        ValidationConfig(min_steps=-1)
+
+
 def test_resume_reaches_the_same_stop_bitwise(tmp_path, errors):
     tol, expected = _tol(errors)
     straight = _train(tmp_path / "a", CAP, _stopper(tol))
