@@ -29,7 +29,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow" --durations=15
+	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow" --durations=40
 	$(BIN)/python -m pytest -n $(WORKERS) --doctest-modules jaxhedge
 
 # On a machine with an accelerator (jax with its GPU plugin installed in .venv).

@@ -136,6 +136,7 @@ def test_adaptive_qlbs_update_evaluates_the_counted_policy_rows(monkeypatch):
     assert paper["continuation"] == 3_000_000
 
 
+@pytest.mark.slow  # ~22 s (instruments a real update); the tiny bench test stays fast
 def test_rlop_update_evaluates_the_counted_rows(monkeypatch):
     """The RLOP bench's row count against an instrumented run of the real update (the
     policy's evaluated cells and the price net's rows), and the authors' network size."""

@@ -57,7 +57,8 @@ def test_live_cells_equal_the_full_scan():
     assert np.all(a_live[~np.broadcast_to(active, a_live.shape)] == 0)
 
 
-@pytest.mark.parametrize("estimator", ["reinforce",
+# both slow (~20 s each): test_live_cells_equal_the_full_scan keeps the fast check
+@pytest.mark.parametrize("estimator", [pytest.param("reinforce", marks=pytest.mark.slow),
                                        pytest.param("pathwise", marks=pytest.mark.slow)])
 def test_rlop_losses_and_gradients_do_not_depend_on_live_cells(monkeypatch, estimator):
     agent, hp = tiny(estimator=estimator)
