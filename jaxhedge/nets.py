@@ -108,6 +108,16 @@ class ResidualMLP(nnx.Module):
         return self.head(self.activation(h))
 
 
+def check_anchor_ratio(value, field: str) -> float:
+    """``value`` as a float: 0 (unanchored) or a finite number > 1; ValueError naming
+    ``field`` otherwise."""
+    r = float(value)
+    if not (r == 0.0 or 1.0 < r < float("inf")):
+        raise ValueError(f"{field}: must be 0 (unanchored) or a finite number > 1 "
+                         f"(got {value!r})")
+    return r
+
+
 class GaussianVolHead(nnx.Module):
     """Latent-volatility Gaussian policy: features -> ``(mu_pi, sigma_pi)``, each ``(...)``.
 
@@ -126,9 +136,9 @@ class GaussianVolHead(nnx.Module):
       vol itself. Why: a relative error is what prices feel (a price's vega-weighted error
       is a relative vol error), while the absolute map spends its accuracy where the
       training vols are dense and misprices the low vols (docs/decisions.md, "Anchored
-      latent-vol heads"). At ``z = 0`` the head is the
-      Black-Scholes vol itself; training moves it by what the objective asks (RLOP's price
-      fixed point, Adaptive-QLBS's ``sigma (1 + 1/N)``), within a factor ``r`` either way.
+      latent-vol heads"). At ``z = 0`` the head is the Black-Scholes vol itself; training
+      moves it by what the objective asks (RLOP's price fixed point, Adaptive-QLBS's
+      ``sigma (1 + 1/N)``), within a factor ``r`` either way.
     """
 
     def __init__(self, in_dim: int, width: int = 64, n_blocks: int = 3,
@@ -138,10 +148,7 @@ class GaussianVolHead(nnx.Module):
         if not 0.0 < vol_min < vol_max:
             raise ValueError(
                 f"GaussianVolHead: need 0 < vol_min < vol_max (got {vol_min}, {vol_max})")
-        if not (anchor_ratio == 0.0 or 1.0 < anchor_ratio < float("inf")):
-            raise ValueError("GaussianVolHead.anchor_ratio: must be 0 (unanchored) or a finite "
-                             f"number > 1 (got {anchor_ratio!r})")
-        self.anchor_ratio = float(anchor_ratio)
+        self.anchor_ratio = check_anchor_ratio(anchor_ratio, "GaussianVolHead.anchor_ratio")
         self.trunk = ResidualMLP(in_dim, 2, width, n_blocks, layers_per_block, activation,
                                  rngs=rngs, param_dtype=param_dtype)
         self.vol_min = float(vol_min)

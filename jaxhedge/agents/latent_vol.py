@@ -48,10 +48,7 @@ def features(obs, ignored: tuple[str, ...] = ()):
 def check_anchor(anchor_ratio, ignored, owner: str) -> float:
     """``anchor_ratio`` as a float: 0 (the papers' absolute map) or > 1 (the anchored head of
     :class:`nets.GaussianVolHead`), which reads the vol input and so cannot ignore it."""
-    r = float(anchor_ratio)
-    if not (r == 0.0 or 1.0 < r < float("inf")):
-        raise ValueError(f"{owner}.anchor_ratio: must be 0 (unanchored) or a finite number > 1 "
-                         f"(got {anchor_ratio!r})")
+    r = nets.check_anchor_ratio(anchor_ratio, f"{owner}.anchor_ratio")
     if r and "vol" in ignored:
         raise ValueError(f"{owner}.anchor_ratio: an anchored head reads the vol input; remove "
                          "'vol' from ignored_inputs or set anchor_ratio = 0")

@@ -437,11 +437,11 @@ class RLOP:
         frac_std = (self.init_std - 0.01) / 0.9
         lin = head.trunk.head
         lin.kernel[...] = 0.1 * lin.kernel[...]
-        # an anchored head starts at ratio 1: the contract's own vol, which is on the
-        # market vol's branch by construction (init_vol is not used)
-        z_vol = 0.0 if head.anchor_ratio else math.log(frac / (1 - frac))
-        lin.bias[...] = jnp.asarray([z_vol, math.log(frac_std / (1 - frac_std))],
-                                    lin.bias[...].dtype)
+        lin.bias[...] = jnp.asarray(
+            [math.log(frac / (1 - frac)), math.log(frac_std / (1 - frac_std))],
+            lin.bias[...].dtype)
+        # an anchored head starts at ratio 1 instead (init_vol unused): the contract's own
+        # vol, on the market vol's branch by construction
         if head.anchor_ratio:
             head.start_at_anchor()
 

@@ -20,8 +20,8 @@ after ``patience`` evaluations without a better score
 (``score = max(price_rmse / price_tol, hedge_mae / hedge_tol)``; it passes at
 ``score <= 1``). The worst points (``price_err``, ``hedge_err``: maxima) are recorded beside
 them; why means and not maxima: docs/rlop.md, "Validation criterion". The runner
-checkpoints every chunk before the callbacks run, so the stopping state is the newest checkpoint. Resume is exact: the rows from the resumed step
-on are dropped and that step is evaluated again (the criterion is a deterministic function
+checkpoints every chunk before the callbacks run, so the stopping state is the newest
+checkpoint. Resume is exact: the rows from the resumed step on are dropped and that step is evaluated again (the criterion is a deterministic function
 of the state), so the patience counter and the stop decision are those of a run that never
 stopped.
 """
